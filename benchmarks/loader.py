@@ -1,0 +1,172 @@
+"""Loader throughput: the trainers' streaming loader against a DataLoader over one `.npy` per clip.
+
+Same clips (mtat-seed log-mel, 80 × 313 float16, from a store built by `build_store`, written
+out once more as one `.npy` per clip: the source report's layout), same DataLoader settings
+(batch 32, 2 worker processes, a fresh loader per epoch as the training loop makes), one run,
+alternating epochs of each:
+- the project: `trainers.data.StreamingDataset` with the block and shuffle-buffer sizes the
+  training loop derives from the store (`trainers.loop.block_clips` / `buffer_clips`), through
+  `trainers.runtime.make_loader`;
+- the baseline: `torch.utils.data.DataLoader(shuffle=True)` over `benchmarks.baselines.NpyClips`.
+Both on local disk (warm page cache), then both through an S3-compatible server on 127.0.0.1
+(moto), where the per-file layout pays one GET per clip and the store a few range requests
+per block of clips. Samples/s counts samples delivered to the training process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+
+from benchmarks.context import Context
+from benchmarks.results import Section, Table, Target, fmt
+from benchmarks.timing import Contender, alternate
+
+TARGET_SAMPLES_PER_S = 5_000
+BATCH = 32
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Sizes:
+    clips: int
+    distinct: int
+    seconds: float | None
+    rounds: int
+    epochs: int  # per timed run
+    s3_clips: int
+    s3_rounds: int
+
+
+FULL = Sizes(clips=4096, distinct=512, seconds=None, rounds=3, epochs=2, s3_clips=1024, s3_rounds=2)
+QUICK = Sizes(clips=32, distinct=8, seconds=3.0, rounds=1, epochs=1, s3_clips=16, s3_rounds=1)
+
+
+def loader_children() -> list[int]:
+    return [p.pid for p in psutil.Process().children(recursive=True)]
+
+
+def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int, where: str) -> list[Contender]:
+    """An epoch-loop of each side over the store positions `indices` and the matching .npy files."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from trainers.config import TrainConfig
+    from trainers.data import StreamingDataset
+    from trainers.inputs import InputConfig
+    from trainers.loop import block_clips, buffer_clips
+    from trainers.prepare import open_data
+    from trainers.runtime import make_loader
+
+    from benchmarks.baselines import NpyClips
+
+    inputs = InputConfig("logmel")
+    data = open_data(url, inputs)
+    config = TrainConfig(store=url, model="cnn4", out="", input=inputs, batch_size=BATCH, num_workers=WORKERS)
+    block = block_clips(data, None)
+    stream = StreamingDataset(data.source(indices, inputs), block_clips=block,
+                              buffer_clips=buffer_clips(data, config, block), seed=0)
+    npy = NpyClips(npy_paths, data.targets[indices])
+    expected = epochs * len(indices)
+
+    def project():
+        n = 0
+        for epoch in range(epochs):
+            stream.set_epoch(epoch)
+            for batch in make_loader(stream, batch_size=BATCH, workers=WORKERS, device=torch.device("cpu")):
+                n += len(batch["y"])
+        if n != expected:
+            raise RuntimeError(f"streaming loader delivered {n} samples, expected {expected}")
+
+    def baseline():
+        n = 0
+        for _ in range(epochs):
+            for batch in DataLoader(npy, batch_size=BATCH, shuffle=True, num_workers=WORKERS):
+                n += len(batch["y"])
+        if n != expected:
+            raise RuntimeError(f"npy loader delivered {n} samples, expected {expected}")
+
+    return [
+        Contender(f"trainers StreamingDataset ({where})", project, loader_children),
+        Contender(f".npy per clip DataLoader ({where})", baseline, loader_children),
+    ]
+
+
+def run(ctx: Context) -> Section:
+    from featurestore.build import build_store
+    from featurestore.spec import preset
+    from featurestore.store import open_store
+
+    from benchmarks.corpus import corpus
+    from benchmarks.s3 import moto_s3
+
+    sizes = QUICK if ctx.quick else FULL
+    spec = preset("mtat-seed").replace(features=("logmel",))
+    clips = corpus(ctx, "mtat", sizes.clips, sizes.seconds, distinct=sizes.distinct)
+    url = str(ctx.work / "loader.zarr")
+    ctx.log(f"building a {sizes.clips}-clip mtat-seed log-mel store")
+    build_store(clips.manifest, clips.root, url, spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True,
+                progress=False)
+    store = open_store(url)
+    logmel = store.array("logmel")
+    indices = np.flatnonzero(store.status == 1)
+    npy_dir = ctx.scratch("loader-npy")
+    npy_paths = []
+    for start in range(0, store.n_clips, store.shard_clips):
+        block = logmel[start : start + store.shard_clips]
+        for k, clip in enumerate(block):
+            path = npy_dir / f"{start + k:06d}.npy"
+            np.save(path, clip)
+            npy_paths.append(str(path))
+    npy_paths = [npy_paths[i] for i in indices]
+
+    results = {}
+    ctx.log(f"local disk: {sizes.rounds} rounds of {sizes.epochs} epoch(s) × {len(indices)} clips, alternating")
+    local = contenders(url, npy_paths, indices, sizes.epochs, "local disk")
+    results["local disk"] = (local, alternate(local, sizes.rounds, ctx.log), len(indices) * sizes.epochs)
+
+    s3_indices = indices[: sizes.s3_clips]
+    with moto_s3("bench") as fs:
+        ctx.log(f"uploading the store and {len(s3_indices)} .npy files to the S3 server")
+        fs.put(url, "bench/loader.zarr", recursive=True)
+        fs.put(npy_paths[: len(s3_indices)], "bench/npy/")
+        s3_npy = [f"s3://bench/npy/{p.rsplit('/', 1)[1]}" for p in npy_paths[: len(s3_indices)]]
+        ctx.log(f"S3: {sizes.s3_rounds} rounds of 1 epoch × {len(s3_indices)} clips, alternating")
+        remote = contenders("s3://bench/loader.zarr", s3_npy, s3_indices, 1, "S3 on 127.0.0.1")
+        results["S3 (moto, 127.0.0.1)"] = (remote, alternate(remote, sizes.s3_rounds, ctx.log), len(s3_indices))
+
+    rows, rate = [], {}
+    for where, (cs, runs, samples) in results.items():
+        project, baseline = (samples / runs[c.name].median for c in cs)
+        rate[where] = (project, baseline)
+        for c, r in zip(cs, (project, baseline)):
+            rows.append([where, c.name.split(" (")[0], fmt(r), fmt(runs[c.name].median),
+                         " / ".join(f"{s:.2f}" for s in runs[c.name].seconds),
+                         f"{runs[c.name].peak / 2**20:,.0f}", f"{r / baseline:.2f}×"])
+    local_project, local_baseline = rate["local disk"]
+    return Section(
+        name="loader",
+        title="Loader throughput",
+        summary=__doc__.split("\n\n", 1)[1].strip(),
+        tables=[Table(
+            f"Samples/s, batch {BATCH}, {WORKERS} DataLoader workers; local: {len(indices)} clips × {sizes.epochs} "
+            f"epoch(s) per run, median of {sizes.rounds} rounds; S3: {len(s3_indices)} clips, median of "
+            f"{sizes.s3_rounds} rounds; store chunks {store.chunk_clips} clips, shards {store.shard_clips}",
+            ["where", "loader", "samples/s", "median s per run", "all runs s", "peak RSS per worker MiB", "vs .npy"],
+            rows,
+        )],
+        targets=[
+            Target("streaming loader, local disk", f"≥ {TARGET_SAMPLES_PER_S:,} samples/s", f"{local_project:,.0f} samples/s",
+                   local_project >= TARGET_SAMPLES_PER_S),
+            Target("streaming loader vs .npy per clip, local disk", "≥ 1×", f"{local_project / local_baseline:.2f}×",
+                   local_project >= local_baseline),
+        ],
+        notes=[
+            "Each run creates its DataLoader(s) afresh, as the training loop does every epoch, so worker start-up "
+            "is included on both sides.",
+            f"S3 round trips go through moto's Python server on the same 2 cores; absolute S3 numbers are a floor, "
+            f"the ratio is the point.",
+        ],
+    )

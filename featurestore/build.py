@@ -1,0 +1,399 @@
+"""The Dask build: one task per shard, commit records by the driver, resume by skipping them.
+
+A task decodes and extracts every clip of its shard, writes the shard of every array whole,
+reads it back and returns only a small record: the content hash of what is stored, ok/failed
+counts, failure reasons and float64 partial sums for the statistics. The driver alone writes
+the commit records, then combines the sums and marks the store complete. A recomputed shard
+(after a kill, or a worker Dask lost) is written again with the same bytes, so the result does
+not depend on the worker count, the scheduler or interruptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from featurestore import codecs, stats
+from featurestore import store as st
+from featurestore.errors import UserError
+from featurestore.spec import FeatureSpec
+
+VERSIONED = ("featurestore", "zarr", "numcodecs", "numpy", "torch", "torchaudio", "librosa", "soundfile", "soxr",
+             "dask", "distributed")
+# Dask sets these in worker processes before they start (`distributed.nanny.pre-spawn-environ`);
+# one thread each for the numeric libraries, since parallelism comes from the processes.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    url: str
+    ok: int
+    failed: int
+    pending: int
+    first_reasons: tuple[str, ...]  # "clip_id (path): reason", in store order
+    elapsed: float  # seconds
+    shards: int
+    shards_built: int  # by this run
+    shards_skipped: int  # already committed by an earlier run
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.url}: ok {self.ok}, failed {self.failed}, pending {self.pending} of "
+            f"{self.ok + self.failed + self.pending} clips; {self.shards} shards ({self.shards_built} built now, "
+            f"{self.shards_skipped} already committed) in {self.elapsed:.1f} s"
+        ]
+        if self.first_reasons:
+            lines.append("first failures:")
+            lines += [f"  {r}" for r in self.first_reasons]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a task needs; small, so that it travels cheaply to a worker."""
+
+    url: str
+    audio_root: str
+    spec: FeatureSpec
+    layout: st.Layout
+    index: int
+    paths: tuple[str, ...]
+    train: tuple[bool, ...]
+    manifest_hash: str
+
+
+def build_store(
+    manifest_path: str | os.PathLike[str],
+    audio_root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    spec: FeatureSpec,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    shard_clips: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    worker_env: Mapping[str, str | None] | None = None,
+) -> BuildReport:
+    """Build (or resume building) the store at `out` from a manifest and its audio.
+
+    `scheduler` is the address of a running Dask scheduler; without it a LocalCluster of
+    `workers` processes (default: one per core) runs the build. `worker_env` overrides Dask's
+    pre-spawn environment of those processes (None unsets a variable, e.g. MALLOC_TRIM_THRESHOLD_).
+    """
+    import manifests
+
+    started = time.perf_counter()
+    if workers is not None and scheduler is not None:
+        raise UserError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {workers})")
+    codecs.parse(spec.codec)
+    manifest = manifests.load(manifest_path)
+    if len(manifest.table) == 0:
+        raise UserError(f"{manifest_path}: the manifest has no rows: nothing to build")
+    url, audio_root = _location(out), _location(audio_root)
+    manifest_hash = manifest.content_hash()
+    group, layout = _prepare(url, spec, manifest, manifest_hash, os.fspath(manifest_path), shard_clips, overwrite)
+
+    records = {i: r for i, r in st.read_commits(url).items() if _valid(r, layout, spec.hash(), manifest_hash)}
+    todo = [i for i in range(layout.n_shards) if i not in records]
+    skipped = layout.n_shards - len(todo)
+    if todo:
+        table = manifest.table
+        jobs = []
+        for i in todo:
+            start, stop = layout.shard_range(i)
+            rows = table.iloc[start:stop]
+            jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
+                                 tuple(rows["split"] == "train"), manifest_hash))
+        with dask_client(workers, scheduler, worker_env, progress) as client:
+            _run(client, url, jobs, records, layout, skipped, progress)
+
+    ok, failed, pending, reasons = _finish(url, group, manifest, os.fspath(manifest_path), records, layout)
+    return BuildReport(url, ok, failed, pending, tuple(reasons[:5]), time.perf_counter() - started,
+                       layout.n_shards, len(todo), skipped)
+
+
+# --- the task (runs on a worker) -----------------------------------------------------------------
+
+_EXTRACTORS: dict[str, Any] = {}  # one FeatureExtractor per spec per worker process
+
+
+def _extractor(spec: FeatureSpec) -> Any:
+    key = spec.hash()
+    if key not in _EXTRACTORS:
+        from featurestore.extract import FeatureExtractor
+
+        _EXTRACTORS[key] = FeatureExtractor(spec)
+    return _EXTRACTORS[key]
+
+
+def build_shard(job: ShardJob) -> dict[str, Any]:
+    """Compute, write and read back one whole shard; return its commit record."""
+    import torch
+    import zarr
+
+    from featurestore.audio import AudioError, decode
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    spec, (start, stop) = job.spec, job.layout.shard_range(job.index)
+    codec = codecs.parse(spec.codec)
+    arrays = st.clip_arrays(spec)
+    enc = {name: codec.for_array(name, a.dtype) for name, a in arrays.items()}
+    data = {name: np.zeros((stop - start, *a.clip_shape), dtype=enc[name].dtype) for name, a in arrays.items()}
+    extractor = _extractor(spec)
+    errors: dict[str, str] = {}
+    for i, path in enumerate(job.paths):
+        try:
+            decoded = decode(_source(job.audio_root, path), spec)
+            features = extractor(decoded.samples)
+            _check(features, enc)
+        except AudioError as exc:
+            errors[str(i)] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the build; its reason is kept
+            errors[str(i)] = f"feature extraction failed: {type(exc).__name__}: {exc}"
+        else:
+            for name in spec.features:
+                data[name][i] = features[name]
+            data["status"][i] = st.OK
+            data["length"][i] = decoded.length
+            continue
+        data["status"][i] = st.FAILED
+
+    group = zarr.open_group(st.zarr_store(job.url, read_only=False), mode="r+")
+    for name, values in data.items():
+        st.node(group, name)[start:stop] = values
+    stored = st.read_shard(group, job.layout, job.index, list(data))
+    include = (stored["status"] == st.OK) & np.asarray(job.train, dtype=bool)
+    return {
+        "shard": job.index,
+        "start": start,
+        "stop": stop,
+        "spec_hash": spec.hash(),
+        "manifest_hash": job.manifest_hash,
+        "hash": st.content_hash(stored),
+        "ok": int(np.count_nonzero(stored["status"] == st.OK)),
+        "failed": int(np.count_nonzero(stored["status"] == st.FAILED)),
+        "errors": errors,
+        "stats": stats.partial_sums(stored, include),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _source(root: str, path: str) -> str:
+    return st.join(root, path) if "://" in root else os.path.join(root, path)
+
+
+def _check(features: dict[str, np.ndarray], enc: dict[str, codecs.ArrayCodec]) -> None:
+    """Never store a non-finite value, nor one the array's encoding cannot hold."""
+    for name, values in features.items():
+        if not np.isfinite(values).all():
+            raise ValueError(f"non-finite {name} values")
+        if np.abs(values).max(initial=0.0) > enc[name].max_abs:
+            raise ValueError(f"{name} values beyond +-{enc[name].max_abs:g}, the range of codec {enc[name].step} steps")
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+def _location(path_or_url: str | os.PathLike[str]) -> str:
+    """URLs as given; local paths absolute, since workers may run in another directory."""
+    s = os.fspath(path_or_url)
+    return s if "://" in s else os.path.abspath(s)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[name] = importlib.metadata.version(name)
+    return out
+
+
+def _existing_attrs(url: str) -> dict[str, Any] | None:
+    with contextlib.suppress(UserError):
+        return st.open_store(url).attrs
+    return None
+
+
+def _prepare(url: str, spec: FeatureSpec, manifest: Any, manifest_hash: str, manifest_path: str,
+             shard_clips: int | None, overwrite: bool) -> tuple[Any, st.Layout]:
+    """Open the store to resume it, or create it; refuse to mix specs, manifests or layouts."""
+    import zarr
+
+    n = len(manifest.table)
+    old = None if overwrite else _existing_attrs(url)
+    if old is not None:
+        if old.get("format_version") != st.FORMAT_VERSION:
+            raise UserError(f"{url} has store format {old.get('format_version')}, this version writes "
+                            f"{st.FORMAT_VERSION}: pass --overwrite to rebuild it, or choose another --out")
+        if old.get("spec_hash") != spec.hash():
+            raise UserError(f"{url} was built with another feature spec (hash {old.get('spec_hash')}, this one "
+                            f"{spec.hash()}): pass --overwrite to rebuild it, or choose another --out")
+        if old.get("manifest_hash") != manifest_hash:
+            raise UserError(f"{url} was built from another manifest than {manifest_path}: pass --overwrite to "
+                            "rebuild it, or choose another --out")
+        if shard_clips is not None and shard_clips != old["shard_clips"]:
+            raise UserError(f"{url} was started with --shard-size {old['shard_clips']}: resume with that size, "
+                            "or pass --overwrite to rebuild it")
+        layout = st.Layout(int(old["n_clips"]), int(old["chunk_clips"]), int(old["shard_clips"]))
+        group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
+        st.create_missing_nodes(group, spec, layout)
+        return group, layout
+    if st.list_names(url) and not overwrite:
+        raise UserError(f"{url} exists and is not a feature store: choose a new or empty --out, "
+                        "or pass --overwrite to replace it")
+    if shard_clips is not None and (shard_clips < 1 or shard_clips % st.CHUNK_CLIPS):
+        raise UserError(f"--shard-size must be a positive multiple of {st.CHUNK_CLIPS} clips (the chunk size), "
+                        f"got {shard_clips}")
+    layout = st.Layout(n, st.CHUNK_CLIPS, shard_clips or st.default_shard_clips(n, spec))
+    st.remove_tree(url)
+    arrays = st.clip_arrays(spec)
+    attrs = {
+        "format_version": st.FORMAT_VERSION,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash(),
+        "manifest_hash": manifest_hash,
+        "dataset": manifest.meta.dataset,
+        "labels": list(manifest.meta.labels),
+        "n_clips": n,
+        "chunk_clips": layout.chunk_clips,
+        "shard_clips": layout.shard_clips,
+        "build_state": "building",
+        "versions": _versions(),
+        "codec": codecs.parse(spec.codec).describe({a.name: a.dtype for a in arrays.values()}),
+    }
+    if "handcrafted" in spec.features:
+        from featurestore.handcrafted import DESCRIPTOR_NAMES
+
+        attrs["handcrafted_names"] = list(DESCRIPTOR_NAMES)
+    group = st.create(url, attrs, spec, layout)
+    _write_manifest(url, manifest, manifest_path, [""] * n)
+    return group, layout
+
+
+def _valid(record: dict[str, Any], layout: st.Layout, spec_hash: str, manifest_hash: str) -> bool:
+    start, stop = layout.shard_range(int(record["shard"]))
+    return (
+        record.get("spec_hash") == spec_hash
+        and record.get("manifest_hash") == manifest_hash
+        and (record.get("start"), record.get("stop")) == (start, stop)
+        and isinstance(record.get("hash"), str)
+        and record.get("ok", 0) + record.get("failed", 0) == stop - start
+    )
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None,
+                worker_env: Mapping[str, str | None] | None = None, progress: bool = False) -> Iterator[Any]:
+    """A Client of the cluster at `scheduler`, or of a LocalCluster of `workers` processes with
+    one thread each (closed on exit), its workers' environment set before they start."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        if worker_env:
+            raise UserError("worker environment settings apply to a local cluster only, not to --scheduler")
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        with client:
+            _announce(client, progress)
+            yield client
+        return
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV, **(worker_env or {})}
+    # Dask reads an unset variable from the driver's own environment: hide it while spawning.
+    hidden = {k: os.environ.pop(k) for k, v in env.items() if v is None and k in os.environ}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), LocalCluster(
+            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+            host="127.0.0.1", dashboard_address=":0",  # a free port; the dashboard needs bokeh
+        ) as cluster, Client(cluster) as client:
+            _announce(client, progress)
+            yield client
+    finally:
+        os.environ.update(hidden)
+
+
+def _announce(client: Any, progress: bool) -> None:
+    if progress and "dashboard" in client.scheduler_info().get("services", {}):
+        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+
+
+def _run(client: Any, url: str, jobs: list[ShardJob], records: dict[int, dict[str, Any]], layout: st.Layout,
+         skipped: int, progress: bool) -> None:
+    """Submit one task per shard; commit each as its result arrives."""
+    from dask.distributed import as_completed
+    from tqdm import tqdm
+
+    futures = [client.submit(build_shard, job, pure=False, key=f"build-{st.shard_name(job.index)}-{os.urandom(4).hex()}")
+               for job in jobs]
+    clips = failed = 0
+    t0 = time.perf_counter()
+    with tqdm(total=layout.n_shards, initial=skipped, unit="shard", disable=not progress, file=sys.stderr) as bar:
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                st.write_commit(url, record)
+                records[record["shard"]] = record
+                clips += record["ok"] + record["failed"]
+                failed += record["failed"]
+                bar.set_postfix(clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}", failed=failed)
+                bar.update()
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+def _finish(url: str, group: Any, manifest: Any, manifest_path: str, records: dict[int, dict[str, Any]],
+            layout: st.Layout) -> tuple[int, int, int, list[str]]:
+    """The manifest copy with the errors known so far; statistics and `complete` once every shard
+    is committed."""
+    table = manifest.table
+    errors = [""] * layout.n_clips
+    for r in records.values():
+        for offset, reason in r["errors"].items():
+            errors[r["start"] + int(offset)] = reason
+    ok = sum(r["ok"] for r in records.values())
+    failed = sum(r["failed"] for r in records.values())
+    pending = layout.n_clips - ok - failed
+    reasons = [f"{table['clip_id'].iat[i]} ({table['path'].iat[i]}): {e}" for i, e in enumerate(errors) if e]
+    _write_manifest(url, manifest, manifest_path, errors)
+    if pending == 0:
+        combined = stats.combine(records[i]["stats"] for i in range(layout.n_shards))
+        st.write_stats(group, {f: (mean, std) for f, (mean, std, _) in combined.items()})
+        attrs = dict(group.attrs[st.ATTRS_KEY])
+        attrs.update(build_state="complete", stats_values={f: n for f, (_, _, n) in combined.items()})
+        group.update_attributes({st.ATTRS_KEY: attrs})
+    return ok, failed, pending, reasons
+
+
+def _write_manifest(url: str, manifest: Any, source: str, errors: list[str]) -> None:
+    """The manifest rows in store order plus `error`, keeping the source file's metadata."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(manifest.table.assign(error=errors), preserve_index=False)
+    labels = table.schema.get_field_index("labels")  # list<null> if every list were empty
+    table = table.set_column(labels, "labels", table.column(labels).cast(pa.list_(pa.string())))
+    table = table.replace_schema_metadata({**_source_metadata(source), **(table.schema.metadata or {})})
+    st.write_parquet(st.join(url, st.MANIFEST_FILE), table)
+
+
+def _source_metadata(path: str) -> dict[bytes, bytes]:
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(path, "rb") as f:
+        metadata = pq.read_schema(f).metadata or {}
+    return {k: v for k, v in metadata.items() if k != b"pandas"}

@@ -1,0 +1,85 @@
+"""The 57 librosa descriptors of the public GTZAN `features_3_sec.csv` table, per segment.
+
+People compare against that table, so the descriptor is its, not ours: librosa's defaults
+(n_fft 2048, hop 512, 128 mels, 20 MFCCs, dB with an 80 dB floor) at the spec's sample rate,
+whatever the spec's log-mel settings; mean and population variance over each segment's frames;
+"harmony"/"perceptr" are the harmonic and percussive signals of `librosa.effects.hpss`; tempo
+is `librosa.feature.tempo` (the table's variance of tempo is always zero and is left out).
+
+Each segment's STFT is computed once and handed to every descriptor that is a function of it;
+the results equal the table's direct `librosa.feature.*(y=segment)` calls.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import librosa
+import numpy as np
+
+from featurestore.spec import FeatureSpec
+
+N_FFT = 2048
+HOP = 512
+N_MFCC = 20
+
+DESCRIPTOR_NAMES: tuple[str, ...] = (
+    *(
+        f"{name}_{stat}"
+        for name in (
+            "chroma_stft",
+            "rms",
+            "spectral_centroid",
+            "spectral_bandwidth",
+            "rolloff",
+            "zero_crossing_rate",
+            "harmony",
+            "perceptr",
+        )
+        for stat in ("mean", "var")
+    ),
+    "tempo",
+    *(f"mfcc{i}_{stat}" for i in range(1, N_MFCC + 1) for stat in ("mean", "var")),
+)
+
+
+def segments(samples: np.ndarray, spec: FeatureSpec) -> list[np.ndarray]:
+    """`spec.n_segments` consecutive, non-overlapping segments (the whole clip if it is shorter)."""
+    size = spec.segment_samples if spec.n_samples >= spec.segment_samples else spec.n_samples
+    return [samples[i * size : (i + 1) * size] for i in range(spec.n_segments)]
+
+
+def describe(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """(n_segments, 57) float32, columns in `DESCRIPTOR_NAMES` order."""
+    return np.stack([_describe_segment(seg, spec.sample_rate) for seg in segments(samples, spec)])
+
+
+def _describe_segment(y: np.ndarray, sr: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        # A silent segment is valid audio; chroma's tuning estimate just has no peaks to use.
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        return _describe_frames(y, sr)
+
+
+def _describe_frames(y: np.ndarray, sr: int) -> np.ndarray:
+    stft = librosa.stft(y, n_fft=N_FFT, hop_length=HOP)
+    magnitude = np.abs(stft)
+    power = magnitude**2
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr))
+    harmonic, percussive = librosa.decompose.hpss(stft)
+    frames = (
+        librosa.feature.chroma_stft(S=power, sr=sr),
+        librosa.feature.rms(y=y, frame_length=N_FFT, hop_length=HOP),
+        librosa.feature.spectral_centroid(S=magnitude, sr=sr),
+        librosa.feature.spectral_bandwidth(S=magnitude, sr=sr),
+        librosa.feature.spectral_rolloff(S=magnitude, sr=sr),
+        librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP),
+        librosa.istft(harmonic, hop_length=HOP, n_fft=N_FFT, length=len(y), dtype=y.dtype),
+        librosa.istft(percussive, hop_length=HOP, n_fft=N_FFT, length=len(y), dtype=y.dtype),
+    )
+    tempo = librosa.feature.tempo(onset_envelope=librosa.onset.onset_strength(S=mel_db, sr=sr), sr=sr, hop_length=HOP)
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=N_MFCC)
+    row = [stat for values in frames for stat in (np.mean(values), np.var(values))]
+    row.append(float(tempo[0]))
+    row.extend(stat for coefficient in mfcc for stat in (np.mean(coefficient), np.var(coefficient)))
+    return np.asarray(row, dtype=np.float32)

@@ -1,0 +1,85 @@
+"""Session fixtures of the trainers' tests: small real stores, built once.
+
+Labelled synthetic music from `featurestore.synth`, written as real audio files (a few of them
+broken), turned into manifests by the real folder and CSV adapters and built by the real
+`build_store` on the session's Dask cluster (`dask_cluster` of helpers_store). Loaded as a
+plugin (`pytest_plugins = ["helpers_store", "helpers_trainers"]`) so each store exists once per
+session however many modules use it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import manifests
+from featurestore.build import build_store
+from featurestore.spec import FeatureSpec
+from featurestore.synth import CorpusConfig, generate_corpus
+
+STYLES = ("ambient", "classical", "electronic", "rock")
+# 1.5 s at 8 kHz: 47 frames of 24 mel bands, two 4000-sample waveform crops, three 0.5-s segments.
+SPEC = FeatureSpec(
+    features=("logmel", "mfcc", "waveform", "handcrafted"), sample_rate=8000, duration=1.5, n_fft=256, hop=256,
+    n_mels=24, n_mfcc=13, crop_samples=4000, crops=2, segment_seconds=0.5,
+)
+FORMATS = ("WAV", "FLAC")  # encoding MP3/OGG costs more than these tests need
+
+
+@dataclass(frozen=True)
+class Stores:
+    genres: str  # single-label, every feature, 56 good clips + 3 broken files
+    genre_audio: Path  # its audio root
+    tags: str  # multi-label (two styles in two of every three clips), log-mel and MFCC
+    tags_manifest: Path
+    tags_audio: Path
+
+
+@pytest.fixture(scope="session")
+def trainer_stores(tmp_path_factory, dask_cluster) -> Stores:
+    base = tmp_path_factory.mktemp("trainer-stores")
+    genres = generate_corpus(CorpusConfig(root=base / "genre-corpus", clips_per_style=14, seconds=SPEC.duration,
+                                          styles=STYLES, n_broken=3, formats=FORMATS))
+    manifests.save(manifests.adapters.folder(genres.root / "genres", split="60/20/20", seed=0), base / "genres.parquet")
+    tags = generate_corpus(CorpusConfig(root=base / "tag-corpus", clips_per_style=12, seconds=SPEC.duration,
+                                        styles=STYLES, multilabel=True, n_broken=0, formats=FORMATS))
+    manifests.save(manifests.adapters.csv(tags.labels_csv, split="60/20/20", seed=0), base / "tags.parquet")
+    stores = Stores(str(base / "genres.zarr"), genres.root / "genres", str(base / "tags.zarr"),
+                    base / "tags.parquet", tags.root)
+    build_store(base / "genres.parquet", stores.genre_audio, stores.genres, SPEC,
+                scheduler=dask_cluster.scheduler_address, progress=False)
+    build_store(stores.tags_manifest, tags.root, stores.tags, SPEC.replace(features=("logmel", "mfcc")),
+                scheduler=dask_cluster.scheduler_address, progress=False)
+    return stores
+
+
+@pytest.fixture(scope="session")
+def interrupted_store(tmp_path_factory, trainer_stores, dask_cluster) -> str:
+    """A build stopped by Ctrl-C once its first shard is committed: `building`, clips pending."""
+    out = tmp_path_factory.mktemp("interrupted") / "store.zarr"
+    finished = threading.Event()
+
+    def interrupt_after_first_commit():
+        while not finished.is_set():
+            if list((out / "commits").glob("shard-*.json")):
+                _thread.interrupt_main()  # what Ctrl-C does
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=interrupt_after_first_commit, daemon=True)
+    watcher.start()
+    try:
+        build_store(trainer_stores.tags_manifest, trainer_stores.tags_audio, out,
+                    SPEC.replace(features=("logmel",)), shard_clips=8, scheduler=dask_cluster.scheduler_address,
+                    progress=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        finished.set()
+        watcher.join()
+    return str(out)

@@ -1,0 +1,126 @@
+"""`featurestore build / info / verify / export-features` from the command line, in-process."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.register_assert_rewrite("helpers_store")
+
+from featurestore.cli import main
+from featurestore.store import OK, footprint, open_store, read_commits
+from helpers_store import SPEC, assert_same_arrays, read_arrays
+
+pytest_plugins = ["helpers_store"]
+
+
+def test_build_with_one_local_worker_equals_the_two_worker_external_build(built_store, store_corpus, tmp_path, capsys):
+    out = tmp_path / "cli.zarr"
+    code = main(["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
+                 "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"spec {SPEC.hash()}:" in printed  # the resolved spec: preset mtat-seed plus the overrides
+    assert '"n_mels": 80' in printed and '"duration": 1.0' in printed
+    assert "ok 24, failed 5, pending 0" in printed and "first failures:" in printed and "empty file" in printed
+    assert_same_arrays(read_arrays(out), read_arrays(built_store[0]))
+    assert [r["hash"] for r in read_commits(str(out)).values()] == [
+        r["hash"] for r in read_commits(str(built_store[0])).values()
+    ]
+
+
+def test_info_prints_counts_and_the_footprint_of_every_array(built_store, capsys):
+    url = built_store[0]
+    assert main(["info", str(url), "--scale-to", "25863"]) == 0
+    out = capsys.readouterr().out
+    assert "ok 24, failed 5, pending 0" in out and "(complete)" in out and SPEC.hash() in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "x 25863 clips" in lines["array"]
+    rows = {r.name: r for r in footprint(open_store(url))}
+    for name, dtype in (("logmel", "float16"), ("mfcc", "float16"), ("waveform", "float16"), ("status", "uint8"),
+                        ("length", "int64")):
+        r = rows[name]
+        assert dtype in lines[name] and "blosc-zstd5-shuffle" in lines[name]
+        assert r.stored == open_store(url).array(name).nbytes_stored()
+        assert f"{r.bytes_per_clip:,.0f}" in lines[name]
+    assert rows["logmel"].chunks == (8, 80, 16) and rows["logmel"].shards == (8, 80, 16)
+    assert rows["logmel"].ratio > 1  # float16 log-mel does compress, a little
+    assert rows["total"].stored == sum(r.stored for n, r in rows.items() if n != "total")
+    scaled = rows["total"].bytes_per_clip * 25863 / 1e6
+    assert f"{scaled:.2f} MB" in lines["total"]
+
+
+def test_verify_passes_a_good_store_and_names_a_corrupted_shard(built_store, tmp_path, capsys):
+    store = tmp_path / "copy.zarr"
+    shutil.copytree(built_store[0], store)
+    assert main(["verify", str(store)]) == 0
+    assert "ok (4 shards, 29 clips" in capsys.readouterr().out
+
+    shard = store / "logmel" / "c" / "2" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(255 - b for b in data[middle : middle + 64])
+    shard.write_bytes(bytes(data))
+    assert main(["verify", str(store)]) == 1
+    out = capsys.readouterr().out
+    assert "shard-00002 (clips 16-23)" in out
+    assert "shard-00000" not in out and "shard-00001" not in out and "shard-00003" not in out
+
+
+def test_verify_reports_an_unfinished_build(built_store, tmp_path, capsys):
+    store = tmp_path / "unfinished.zarr"
+    shutil.copytree(built_store[0], store)
+    (store / "commits" / "shard-00001.json").unlink()
+    assert main(["verify", str(store)]) == 1
+    assert "shard-00001 (clips 8-15): not committed" in capsys.readouterr().out
+
+
+def test_export_features_writes_the_gtzan_features_3_sec_table(store_corpus, dask_cluster, tmp_path, capsys):
+    from featurestore.build import build_store
+    from featurestore.handcrafted import DESCRIPTOR_NAMES
+    from featurestore.spec import preset
+
+    spec = preset("handcrafted").replace(duration=1.0, segment_seconds=0.5)
+    out = tmp_path / "hc.zarr"
+    build_store(store_corpus.few_manifest, store_corpus.audio, out, spec,
+                scheduler=dask_cluster.scheduler_address, progress=False)
+    csv = tmp_path / "features_3_sec.csv"
+    assert main(["export-features", str(out), "--csv", str(csv)]) == 0
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["filename", "length", *DESCRIPTOR_NAMES, "label"]
+
+    store = open_store(out)
+    ok = np.flatnonzero(store.status == OK)
+    assert len(ok) == 7 and len(table) == len(ok) * 2  # two 0.5-s segments per clip
+    first = store.manifest.iloc[ok[0]]
+    stem, ext = first["path"].rsplit("/", 1)[1].rsplit(".", 1)
+    assert list(table["filename"][:2]) == [f"{stem}.0.{ext}", f"{stem}.1.{ext}"]  # blues.00000.0.wav style
+    assert (table["length"] == spec.segment_samples).all()
+    assert list(table["label"][:2]) == first["labels"][:1] * 2
+    stored = store.array("handcrafted")[:][ok].reshape(-1, len(DESCRIPTOR_NAMES))
+    np.testing.assert_array_equal(table[list(DESCRIPTOR_NAMES)].to_numpy(np.float32), stored)
+    mean, std = store.stats("handcrafted")
+    assert mean.shape == std.shape == (len(DESCRIPTOR_NAMES),) and np.isfinite(std).all()
+
+
+def test_store_commands_fail_in_one_line(built_store, tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a feature store" in err
+    assert main(["export-features", str(built_store[0]), "--csv", str(tmp_path / "x.csv")]) == 2
+    assert "no handcrafted features" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    assert main(["build", "m.parquet", "--audio-root", ".", "--out", str(tmp_path / "s"), "--codec", "lzma"]) == 2
+    assert "unknown codec 'lzma'" in capsys.readouterr().err
+    assert main(["build", "m.parquet", "--audio-root", ".", "--out", str(tmp_path / "s"), "--features", "logmel,chroma"]) == 2
+    assert "unknown feature(s) chroma" in capsys.readouterr().err
+
+
+def test_every_store_command_has_help(capsys):
+    for command in ("build", "info", "verify", "export-features"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: featurestore {command}")

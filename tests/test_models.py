@@ -1,0 +1,145 @@
+"""The model zoo: every model's forward pass on its natural input, the registry, input checks,
+and the device-side input pipeline (windows, views, augmentation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featurestore.cli import main
+from featurestore.errors import UserError
+from featurestore.spec import FeatureSpec, preset
+from trainers.augment import Augment, AugmentConfig
+from trainers.inputs import InputConfig, InputPipeline, average_views, take_windows, valid_segments
+from trainers.models import MODELS, build_model, count_parameters
+
+# A small spec: 1 s at 8 kHz, so every model runs in milliseconds.
+SMALL = FeatureSpec(features=("logmel", "mfcc", "waveform", "handcrafted"), sample_rate=8000, duration=1.0,
+                    n_fft=256, hop=128, n_mels=32, n_mfcc=13, crop_samples=4096, crops=2, segment_seconds=0.5)
+
+
+def _example(shape, batch=4):
+    if isinstance(shape[0], tuple):
+        return tuple(torch.randn(batch, *s) for s in shape)
+    return torch.randn(batch, *shape)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_forward_and_backward_on_its_natural_input(name):
+    kind = MODELS[name].natural_input
+    shape = InputConfig(kind).sample_shape(SMALL)
+    torch.manual_seed(0)
+    model = build_model(name, kind, shape, n_classes=7)
+    out = model(_example(shape))
+    assert out.shape == (4, 7)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(_example(shape, batch=1))).all()
+
+
+@pytest.mark.parametrize("name", ["cnn4", "cnn3", "nnet2", "c2f", "mlp"])
+def test_spectrogram_models_adapt_to_the_store_sizes(name):
+    for spec in (SMALL, preset("gtzan").replace(duration=3.0)):
+        for kind in MODELS[name].inputs:
+            if kind == "handcrafted":
+                continue
+            shape = InputConfig(kind, crop_frames=min(40, spec.n_frames)).sample_shape(spec)
+            assert build_model(name, kind, shape, 3)(_example(shape, 2)).shape == (2, 3)
+
+
+def test_models_refuse_the_wrong_input_kind_with_a_clear_message():
+    with pytest.raises(UserError, match="nnet1 reads waveform input, not logmel"):
+        build_model("nnet1", "logmel", (1, 32, 63), 5)
+    with pytest.raises(UserError, match="ffnn reads handcrafted input, not mfcc"):
+        build_model("ffnn", "mfcc", (1, 13, 63), 5)
+    with pytest.raises(UserError, match="unknown model 'resnet'"):
+        build_model("resnet", "logmel", (1, 32, 63), 5)
+    model = build_model("cnn4", "logmel", (1, 32, 63), 5)
+    with pytest.raises(UserError, match=r"cnn4 was built for logmel input of shape \(1, 32, 63\).*got \(1, 4096\)"):
+        model(torch.randn(2, 1, 4096))
+    mixnet = build_model("mixnet", "waveform+mfcc", ((1, 4096), (1, 13, 63)), 5)
+    with pytest.raises(UserError, match="mixnet was built for waveform\\+mfcc"):
+        mixnet(torch.randn(2, 1, 4096))
+
+
+def test_models_command_lists_every_model_with_input_and_parameter_count(capsys):
+    assert main(["models", "--classes", "10"]) == 0
+    out = capsys.readouterr().out
+    mtat, hand = preset("mtat-seed"), preset("handcrafted")
+    for name, info in MODELS.items():
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        spec = hand if info.natural_input == "handcrafted" else mtat
+        shape = InputConfig(info.natural_input).sample_shape(spec)
+        assert info.natural_input in line
+        assert f"{count_parameters(build_model(name, info.natural_input, shape, 10)):,}" in line
+    assert "(1,80,313)" in out and "(57,)" in out
+
+
+def test_windows_are_exact_slices_centre_and_evenly_spaced():
+    x = torch.arange(2 * 3 * 10, dtype=torch.float16).view(2, 3, 10)  # (batch, crops, time)
+    centre = take_windows(x, 4, train=False, views=1)
+    assert centre.shape == (2, 1, 4)
+    # 3 crops x 7 positions laid end to end: the centre window is crop 1 at offset 3.
+    assert torch.equal(centre[:, 0], x[:, 1, 3:7])
+    views = take_windows(x, 4, train=False, views=3)
+    assert torch.equal(views[0, 0], x[0, 0, 0:4]) and torch.equal(views[0, 2], x[0, 2, 6:10])
+    torch.manual_seed(0)
+    for _ in range(20):
+        w = take_windows(x, 4, train=True, views=1)[:, 0]
+        for b in range(2):
+            hits = [(c, o) for c in range(3) for o in range(7) if torch.equal(w[b], x[b, c, o:o + 4])]
+            assert len(hits) == 1
+    # a 2-D spectrogram keeps its band axis and is windowed along time
+    spec = torch.randn(2, 1, 5, 12)
+    assert torch.equal(take_windows(spec, 6, train=False, views=1)[:, 0], spec[:, 0, :, 3:9])
+
+
+def test_pipeline_normalises_with_the_store_stats_and_averages_views():
+    cfg = InputConfig("logmel", crop_frames=8, eval_crops=3)
+    pipe = InputPipeline(SMALL, cfg)
+    mean, std = np.linspace(-50, -10, 32).astype(np.float32), np.linspace(1, 4, 32).astype(np.float32)
+    std[0] = 0.0  # a constant band must not divide by zero
+    pipe.set_stats({"logmel": (mean, std)})
+    raw = torch.randn(2, 32, SMALL.n_frames).to(torch.float16) * 10 - 30
+    x, w = pipe({"logmel": raw}, train=False)
+    assert x.shape == (6, 1, 32, 8) and w.shape == (2, 3)
+    first = (raw[0, :, :8].float() - torch.from_numpy(mean)[:, None]) / torch.from_numpy(np.where(std > 0, std, 1))[:, None]
+    assert torch.allclose(x[0, 0], first)
+    probs = torch.tensor([[0.1], [0.2], [0.6], [1.0], [1.0], [0.0]])
+    assert torch.allclose(average_views(probs, torch.tensor([[1.0, 1, 1], [1, 1, 0]])), torch.tensor([[0.3], [1.0]]))
+
+
+def test_handcrafted_segments_are_views_of_the_track_and_padding_segments_are_ignored():
+    spec = SMALL
+    valid = valid_segments(np.array([8000, 3000, 1]), spec)
+    assert valid.tolist() == [[True, True], [True, False], [True, False]]
+    pipe = InputPipeline(spec, InputConfig("handcrafted"))
+    x, w = pipe({"handcrafted": torch.randn(3, 2, 57), "valid": torch.from_numpy(valid)}, train=False)
+    assert x.shape == (6, 57) and w.tolist() == valid.astype(float).tolist()
+    flat = InputPipeline(spec, InputConfig("handcrafted", segments=False))
+    x, w = flat({"handcrafted": torch.randn(3, 2, 57)}, train=False)
+    assert x.shape == (3, 114) and w.shape == (3, 1)
+
+
+def test_augmentations_follow_their_recipe_and_probability():
+    torch.manual_seed(0)
+    wave = torch.ones(64, 1, 1000)
+    masked = Augment(AugmentConfig(wave_noise_p=0, wave_mask_p=1.0)).waveform(wave)
+    zeros = (masked == 0).sum(-1).flatten()
+    assert ((zeros >= 100) & (zeros <= 150)).all()  # 10-15 % of the crop
+    noisy = Augment(AugmentConfig(wave_noise_p=1.0, wave_mask_p=0)).waveform(torch.zeros(64, 1, 4000))
+    amplitude = noisy.std(-1).flatten()
+    assert (amplitude > 0.0008).all() and (amplitude < 0.017).all()
+    spec = torch.ones(64, 1, 20, 100)
+    out = Augment(AugmentConfig(time_mask_p=1.0, freq_mask_p=0, feature_noise_p=0)).spectrogram(spec)
+    masked_frames = (out[:, 0] == 0).all(1).sum(-1)
+    assert masked_frames.max() <= 30 and masked_frames.float().mean() > 5
+    out = Augment(AugmentConfig(time_mask_p=0, freq_mask_p=1.0, feature_noise_p=0)).spectrogram(spec)
+    assert (out[:, 0] == 0).all(-1).sum(-1).max() <= 2
+    off = Augment(AugmentConfig.off())
+    assert torch.equal(off.spectrogram(spec), spec) and torch.equal(off.waveform(wave), wave)
+    half = Augment(AugmentConfig(wave_noise_p=0.5, wave_mask_p=0)).waveform(torch.zeros(2000, 1, 10))
+    assert 0.4 < (half.abs().sum(-1) > 0).float().mean() < 0.6

@@ -1,0 +1,113 @@
+"""Store layout, codecs, commit records and statistics, without audio or a cluster."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import zarr
+
+from featurestore import codecs, stats
+from featurestore.errors import UserError
+from featurestore.spec import preset
+from featurestore.store import (
+    CHUNK_CLIPS,
+    Layout,
+    commit_url,
+    default_shard_clips,
+    open_store,
+    read_commits,
+    write_bytes,
+    write_commit,
+)
+
+
+def test_default_shards_depend_on_the_manifest_size_only_and_keep_two_workers_busy():
+    mtat = preset("mtat-seed")
+    for n in (1, 7, 29, 100, 1000, 25_863):
+        size = default_shard_clips(n, mtat)
+        assert size % CHUNK_CLIPS == 0 and CHUNK_CLIPS <= size <= 512
+    assert Layout(29, 8, default_shard_clips(29, mtat)).n_shards >= 2
+    assert Layout(200, 8, default_shard_clips(200, mtat)).n_shards >= 8
+    assert default_shard_clips(25_863, mtat) == 512  # 51 shards of ~25 MB of log-mel: tens of files
+    # FMA's three 2^18-sample crops are 1.5 MB a clip: shards stay near 64 MB instead of 800 MB.
+    fma = preset("fma")
+    assert default_shard_clips(25_000, fma) * 3 * 2**18 * 2 <= 64 * 2**20
+
+
+def test_layout_cuts_the_clip_axis_into_whole_shards_and_a_partial_last_one():
+    layout = Layout(n_clips=29, chunk_clips=8, shard_clips=16)
+    assert layout.n_shards == 2
+    assert [layout.shard_range(i) for i in range(2)] == [(0, 16), (16, 29)]
+
+
+@pytest.mark.parametrize("name", ["blosc-zstd", "zstd", "blosc-zstd-bitshuffle", "none"])
+def test_lossless_codecs_round_trip_float16_exactly(tmp_path, name):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-100, 40, size=(16, 8, 32)).astype(np.float16)
+    enc = codecs.parse(name).for_array("logmel", "float16")
+    a = zarr.create_array(tmp_path / name, shape=x.shape, dtype=enc.dtype, chunks=(4, 8, 32), shards=(8, 8, 32),
+                          filters=enc.filters, compressors=enc.compressors, fill_value=0)
+    a[:] = x
+    assert a[:].tobytes() == x.tobytes()
+
+
+def test_quantized_codec_error_is_at_most_float16_rounding_over_minus_100_to_40_db(tmp_path):
+    # Every float32 between -100 and +40 dB on a fine grid, plus exact half-steps (the worst case).
+    half_steps = (np.linspace(-1600, 639, 1024).round() + 0.5) / 16
+    x = np.concatenate([np.linspace(-100, 40, 2**16 - 1024), half_steps]).astype(np.float32).reshape(16, 64, 64)
+    codec = codecs.parse("quantized:0.0625")
+    enc = codec.for_array("logmel", "float16")
+    assert enc.dtype == "float32" and enc.step == 0.0625
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        a = zarr.create_array(tmp_path / "q", shape=x.shape, dtype=enc.dtype, chunks=(4, *x.shape[1:]),
+                              shards=(8, *x.shape[1:]), filters=enc.filters, compressors=enc.compressors, fill_value=0)
+        a[:] = x
+        back = a[:]
+    float16_error = np.abs(x.astype(np.float16).astype(np.float32) - x).max()
+    assert float16_error == 1 / 32  # float16 spacing is 1/16 between 64 and 128 dB in magnitude
+    assert np.abs(back - x).max() <= float16_error
+    # MFCCs are left alone unless a second step is given.
+    assert codec.for_array("mfcc", "float16").filters == ()
+    both = codecs.parse("quantized:0.0625:0.25")
+    assert both.for_array("mfcc", "float16").step == 0.25
+
+
+def test_codec_names_are_checked():
+    for bad in ("lzma", "quantized:", "quantized:abc", "quantized:-1", "quantized:0.1:0.1:0.1"):
+        with pytest.raises(UserError):
+            codecs.parse(bad)
+
+
+def test_commit_records_are_whole_files_and_garbage_is_ignored(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    write_commit(url, {"shard": 3, "hash": "abc", "ok": 8})
+    write_bytes(commit_url(url, 4), b'{"shard": 4, "ha')  # what a torn write would leave
+    assert read_commits(url) == {3: {"shard": 3, "hash": "abc", "ok": 8}}
+    assert json.loads((tmp_path / "s.zarr" / "commits" / "shard-00003.json").read_text())["hash"] == "abc"
+    assert not list((tmp_path / "s.zarr" / "commits").glob("*.partial"))
+
+
+def test_statistics_combine_per_shard_sums_into_the_whole_data_mean_and_std():
+    rng = np.random.default_rng(1)
+    x = rng.normal(-40, 12, size=(20, 5, 7)).astype(np.float16)
+    include = rng.random(20) < 0.6
+    shards = [stats.partial_sums({"logmel": x[i : i + 8]}, include[i : i + 8]) for i in range(0, 20, 8)]
+    mean, std, n = stats.combine(shards)["logmel"]
+    kept = x[include].astype(np.float64)
+    assert n == kept.shape[0] * 7
+    np.testing.assert_allclose(mean, kept.mean(axis=(0, 2)), rtol=1e-6)
+    np.testing.assert_allclose(std, kept.std(axis=(0, 2)), rtol=1e-5)
+    mean, std, n = stats.combine([stats.partial_sums({"logmel": x}, np.zeros(20, bool))])["logmel"]
+    assert n == 0 and (mean == 0).all() and (std == 1).all()  # no train clip: normalising is a no-op
+
+
+def test_open_store_refuses_what_is_not_a_store(tmp_path):
+    with pytest.raises(UserError, match="not a feature store"):
+        open_store(tmp_path)
+    zarr.create_group(tmp_path / "plain.zarr")
+    with pytest.raises(UserError, match="not a feature store"):
+        open_store(tmp_path / "plain.zarr")

@@ -1,0 +1,90 @@
+"""A training run's configuration: typed, frozen, and written to RUN/config.json to rerun it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featurestore.errors import UserError
+from trainers.augment import AugmentConfig
+from trainers.inputs import InputConfig
+from trainers.io import read_json
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("plateau", "none")
+# Options that may differ when an interrupted run is resumed.
+RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "resume", "patience"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults reproduce the MTAT report: Adam 1e-3, weight decay 1e-4, batch 32, 30 epochs."""
+
+    store: str
+    model: str
+    out: str
+    input: InputConfig
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    task: str | None = None  # None: multilabel if any clip has several labels
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "plateau"
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    monitor: str | None = None  # None: val_roc_auc (multilabel) or val_accuracy (multiclass)
+    class_weights: str | None = None  # "balanced"
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 4
+    block_clips: int | None = None  # None: from the store's chunk and shard sizes
+    shuffle_buffer: int | None = None  # clips; None: about 256 MB of rows
+    folds: int | None = None
+    allow_partial: bool = False
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise UserError(f"--scheduler must be one of {', '.join(SCHEDULERS)}")
+        if self.class_weights not in (None, "balanced"):
+            raise UserError("--class-weights takes 'balanced'")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError("--device must be auto, cpu or cuda")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.folds is not None and self.folds < 2:
+            raise UserError("--folds must be >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d["input"] = InputConfig(**d["input"])
+        d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
+        return cls(**d)
+
+    def workers(self) -> int:
+        """The requested DataLoader workers, never more than the cores this process may use."""
+        return max(0, min(self.num_workers, len(os.sched_getaffinity(0))))
+
+
+def load_run(run: str | os.PathLike) -> dict[str, Any]:
+    """RUN/config.json: {"train": TrainConfig fields, "resolved": what the store and data decided}."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run}: no config.json there: give the --out folder of a `featurestore train` run")
+    data = read_json(path)
+    data["train"] = TrainConfig.from_dict(data["train"])
+    return data

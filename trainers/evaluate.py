@@ -1,0 +1,78 @@
+"""Evaluate a model on a split and write what people read: metrics.json, report.md, figures.
+
+Used at the end of training (best checkpoint on the test split, into RUN/) and by
+`featurestore evaluate RUN` (into RUN/eval-SPLIT/ unless told otherwise), with the same code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from featurestore.errors import UserError
+from trainers import checkpoint
+from trainers.config import TrainConfig, load_run
+from trainers.data import EvalDataset
+from trainers.io import write_json
+from trainers.prepare import Data, folds, open_data, require
+from trainers.report import write_report
+from trainers.runtime import infer, make_loader, make_model, resolve_device
+from trainers.tasks import Evaluation
+
+
+def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: TrainConfig,
+                   device: torch.device, loss_fn=None) -> tuple[Evaluation, float]:
+    loader = make_loader(EvalDataset(data.source(indices, config.input)), batch_size=config.batch_size,
+                         workers=config.workers(), device=device)
+    y, prob, _, loss = infer(model, pipeline, loader, data.task, device, loss_fn)
+    return data.task.evaluate(y, prob), loss
+
+
+def write_evaluation(out: Path, evaluation: Evaluation, *, meta: dict[str, Any], title: str,
+                     history: pd.DataFrame | None = None, monitor: str | None = None) -> None:
+    write_json(out / "metrics.json", {**meta, **evaluation.to_json()})
+    write_report(out, evaluation, title=title, header={k: str(v) for k, v in meta.items()},
+                 history=history, monitor=monitor)
+
+
+def split_for_run(data: Data, resolved: dict[str, Any], split: str, seed: int) -> np.ndarray:
+    """The clips a run means by `split`: a fold run's valid split is its held-out fold."""
+    fold = resolved.get("fold")
+    if fold and split == "valid":
+        return folds(data, resolved["folds"], seed)[fold - 1][1]
+    return require(data.splits[split], split, data.url)
+
+
+def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out: str | None = None,
+                 which: str = checkpoint.BEST, device: str = "auto") -> tuple[Path, Evaluation]:
+    saved = load_run(run)
+    config: TrainConfig = saved["train"]
+    resolved = saved["resolved"]
+    if not (Path(run) / which).is_file() and resolved.get("folds") and not resolved.get("fold"):
+        raise UserError(f"{run} is a {resolved['folds']}-fold cross-validation: evaluate one fold, e.g. {run}/fold_1")
+    data = open_data(store or config.store, config.input, task=resolved["task"], allow_partial=config.allow_partial,
+                     expect_hash=resolved["spec_hash"])
+    if list(data.labels) != resolved["labels"]:
+        raise UserError(f"store {data.url} has other labels than the run's ({len(data.labels)} vs {len(resolved['labels'])}): "
+                        "evaluate on a store built from the same vocabulary")
+    dev = resolve_device(device)
+    state = checkpoint.load(Path(run) / which)
+    model, pipeline = make_model(config.model, data.spec, config.input, len(data.labels))
+    model.load_state_dict(state["model"])
+    pipeline.load_state_dict(state["inputs"])
+    model.to(dev)
+    pipeline.to(dev)
+    evaluation, loss = evaluate_model(model, pipeline, data, split_for_run(data, resolved, split, config.seed), config, dev)
+    evaluation.summary["loss"] = loss
+    target = Path(out) if out else Path(run) / f"eval-{split}"
+    history_path = Path(run) / "history.csv"
+    write_evaluation(
+        target, evaluation, title=f"{config.model} on {split} of {data.url}",
+        meta={"split": split, "checkpoint": which, "epoch": state["epoch"], "store": data.url, "model": config.model},
+        history=pd.read_csv(history_path) if history_path.is_file() else None, monitor=resolved["monitor_column"],
+    )
+    return target, evaluation

@@ -1,0 +1,190 @@
+"""What a model sees: input kinds, their per-sample shapes, and the device-side batch pipeline.
+
+The loaders hand over raw store rows (float16 spectrograms and waveforms, float32 descriptors).
+Everything numeric happens here, on the training device: time crops, normalisation with the
+store's statistics, augmentation at train time, and at evaluation the evenly spaced views
+(crops or segments) whose predictions are averaged per clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from featurestore.errors import UserError
+from featurestore.spec import FeatureSpec
+from trainers.augment import Augment, AugmentConfig
+
+# input kind -> the store arrays it is made of
+KINDS: dict[str, tuple[str, ...]] = {
+    "logmel": ("logmel",),
+    "mfcc": ("mfcc",),
+    "waveform": ("waveform",),
+    "handcrafted": ("handcrafted",),
+    "waveform+mfcc": ("waveform", "mfcc"),
+}
+NORMALISED = ("logmel", "mfcc", "handcrafted")  # the features the store keeps statistics for
+N_DESCRIPTORS = 57
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How clips become model inputs.
+
+    `crop_frames` / `crop_samples`: train on random windows of that length (None: the whole
+    clip / stored crop); evaluate on `eval_crops` evenly spaced windows (1: the centre one).
+    `segments`: handcrafted descriptors as one training sample per segment, evaluated per clip by
+    averaging its segments (GTZAN features report); False flattens all segments into one vector.
+    """
+
+    kind: str
+    crop_frames: int | None = None
+    crop_samples: int | None = None
+    eval_crops: int = 1
+    segments: bool = True
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        return KINDS[self.kind]
+
+    @property
+    def explode_segments(self) -> bool:
+        return self.kind == "handcrafted" and self.segments
+
+    def validate(self, spec: FeatureSpec, where: str) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"unknown input kind {self.kind!r}: choose from {', '.join(KINDS)}")
+        missing = [a for a in self.arrays if a not in spec.features]
+        if missing:
+            raise UserError(
+                f"{where} has no {', '.join(missing)} features (it holds {', '.join(spec.features)}): "
+                f"rebuild it with --features including {', '.join(missing)}, or pick a model for its features"
+            )
+        if self.eval_crops < 1:
+            raise UserError("--eval-crops must be >= 1")
+        if self.crop_frames is not None and not 0 < self.crop_frames <= spec.n_frames:
+            raise UserError(f"--crop-frames must lie in 1..{spec.n_frames} (frames per clip in {where})")
+        if self.crop_samples is not None and not 0 < self.crop_samples <= spec.crop_samples:
+            raise UserError(f"--crop-samples must lie in 1..{spec.crop_samples} (samples per stored crop in {where})")
+
+    def sample_shape(self, spec: FeatureSpec):
+        """Per-sample model input shape (a pair of shapes for `waveform+mfcc`)."""
+        frames = self.crop_frames or spec.n_frames
+        shapes = {
+            "logmel": (1, spec.n_mels, frames),
+            "mfcc": (1, spec.n_mfcc, frames),
+            "waveform": (1, self.crop_samples or spec.crop_samples),
+            "handcrafted": (N_DESCRIPTORS,) if self.segments else (spec.n_segments * N_DESCRIPTORS,),
+        }
+        picked = tuple(shapes[a] for a in self.arrays)
+        return picked if len(picked) > 1 else picked[0]
+
+
+def valid_segments(length: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """(clips, segments) bool: segments that start inside the decoded audio (at least the first)."""
+    n = np.clip(np.ceil(np.asarray(length) / spec.segment_samples), 1, spec.n_segments).astype(np.int64)
+    return np.arange(spec.n_segments)[None, :] < n[:, None]
+
+
+def _window_positions(train: bool, batch: int, n_positions: int, views: int, device) -> torch.Tensor:
+    """(batch, views) window starts in 0..n_positions-1: random for training, evenly spaced (centre for one) else."""
+    if train:
+        return torch.randint(0, n_positions, (batch, 1), device=device)
+    if views == 1:
+        pos = torch.tensor([(n_positions - 1) // 2], device=device)
+    else:
+        pos = torch.linspace(0, n_positions - 1, views, device=device).round().long()
+    return pos.expand(batch, -1)
+
+
+def take_windows(x: torch.Tensor, length: int, train: bool, views: int) -> torch.Tensor:
+    """Windows of `length` along the last axis of x (batch, crops, ..., time): (batch, views, ..., length).
+
+    The stored crops are laid end to end, so a window is a (crop, offset) pair; at evaluation the
+    `views` windows are evenly spaced over all of them.
+    """
+    b, crops, t = x.shape[0], x.shape[1], x.shape[-1]
+    per_crop = t - length + 1
+    if crops * per_crop == 1:
+        return x
+    g = _window_positions(train, b, crops * per_crop, views, x.device)
+    picked = x[torch.arange(b, device=x.device)[:, None], g // per_crop]  # (b, v, ..., t)
+    idx = (g % per_crop)[..., None] + torch.arange(length, device=x.device)  # (b, v, length)
+    idx = idx.view(*idx.shape[:2], *([1] * (picked.dim() - 3)), length).expand(*picked.shape[:-1], length)
+    return picked.gather(-1, idx)
+
+
+class InputPipeline(nn.Module):
+    """Raw store batch on the device → model input; holds the normalisation statistics as buffers.
+
+    Its state dict travels in the checkpoints, so `predict` normalises exactly as training did
+    without opening the store.
+    """
+
+    def __init__(self, spec: FeatureSpec, config: InputConfig, augment: AugmentConfig | None = None):
+        super().__init__()
+        self.spec, self.config = spec, config
+        self.augment = Augment(augment or AugmentConfig.off())
+        sizes = {"logmel": spec.n_mels, "mfcc": spec.n_mfcc, "handcrafted": N_DESCRIPTORS}
+        for name in config.arrays:
+            if name in NORMALISED:
+                self.register_buffer(f"{name}_mean", torch.zeros(sizes[name]))
+                self.register_buffer(f"{name}_std", torch.ones(sizes[name]))
+
+    def set_stats(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        for name, (mean, std) in stats.items():
+            std = np.where(np.isfinite(std) & (std > 0), std, 1.0)  # a constant band stays constant
+            getattr(self, f"{name}_mean").copy_(torch.as_tensor(np.asarray(mean, dtype=np.float32)))
+            getattr(self, f"{name}_std").copy_(torch.as_tensor(np.asarray(std, dtype=np.float32)))
+
+    def _normalise(self, name: str, x: torch.Tensor, axis: int) -> torch.Tensor:
+        shape = [1] * x.dim()
+        shape[axis] = -1
+        mean, std = getattr(self, f"{name}_mean").view(shape), getattr(self, f"{name}_std").view(shape)
+        return (x.float() - mean) / std
+
+    def _one(self, name: str, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """One feature → (batch, views, *sample shape)."""
+        c, views = self.config, self.config.eval_crops
+        if name in ("logmel", "mfcc"):
+            x = take_windows(x.unsqueeze(1), c.crop_frames or x.shape[-1], train, views)
+            x = self._normalise(name, x, -2).unsqueeze(2)  # (b, v, 1, bands, frames)
+            if train:
+                x = self.augment.spectrogram(x[:, 0]).unsqueeze(1)
+            return x
+        if name == "waveform":
+            x = take_windows(x, c.crop_samples or x.shape[-1], train, views).float().unsqueeze(2)
+            if train:
+                x = self.augment.waveform(x[:, 0]).unsqueeze(1)
+            return x
+        x = self._normalise(name, x, -1)  # handcrafted: (b, 57) per segment or (b, segments, 57)
+        if c.segments:
+            x = x.unsqueeze(1) if train else x
+        else:
+            x = x.flatten(1).unsqueeze(1)
+        if train:
+            x = self.augment.vector(x)
+        return x
+
+    def forward(self, batch: dict[str, torch.Tensor], train: bool):
+        """Returns (model input, view weights): input rows are (batch * views); weights (batch, views)."""
+        parts = [self._one(name, batch[name], train) for name in self.config.arrays]
+        views = max(p.shape[1] for p in parts)
+        parts = [p.expand(-1, views, *p.shape[2:]) if p.shape[1] == 1 else p for p in parts]
+        flat = [p.reshape(-1, *p.shape[2:]) for p in parts]
+        b = parts[0].shape[0]
+        if "valid" in batch and not train:
+            weights = batch["valid"].float()
+        else:
+            weights = torch.ones(b, views, device=flat[0].device)
+        return (tuple(flat) if len(flat) > 1 else flat[0]), weights
+
+
+def average_views(probabilities: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(batch * views, classes) probabilities → (batch, classes), weighted over each clip's views."""
+    b, v = weights.shape
+    p = probabilities.view(b, v, -1)
+    return (p * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-12)

@@ -1,0 +1,323 @@
+"""The training loop: epochs over the streaming loader, validation, checkpoints, resume, folds.
+
+Every random choice of epoch e comes from (seed, e): the loader's block order and shuffle
+buffer, and torch's global generator (crops, augmentation, dropout), which is re-seeded at the
+start of each epoch. A run is therefore deterministic on the CPU, and a resumed run continues
+exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from featurestore import __version__
+from featurestore.errors import UserError
+from trainers import checkpoint
+from trainers.config import RESUMABLE_CHANGES, TrainConfig, load_run
+from trainers.data import EvalDataset, StreamingDataset
+from trainers.evaluate import evaluate_model, write_evaluation
+from trainers.io import atomic_path, write_json, write_text
+from trainers.models import count_parameters
+from trainers.prepare import Data, folds, open_data, require
+from trainers.runtime import autocast, infer, make_loader, make_model, resolve_device, to_device
+from trainers.tasks import DEFAULT_MONITOR, MONITORS
+
+HISTORY = "history.csv"
+TARGET_BLOCK_CLIPS = 64
+BUFFER_BYTES = 128 * 2**20
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    if math.isnan(value):
+        return best is None
+    if best is None or math.isnan(best):
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def block_clips(data: Data, requested: int | None) -> int:
+    """Whole chunks, dividing the shard so no block straddles two shards, about 64 clips."""
+    if requested:
+        return requested
+    chunk, shard = data.chunk_clips, data.shard_clips
+    for k in range(max(1, TARGET_BLOCK_CLIPS // chunk), 0, -1):
+        if shard % (k * chunk) == 0:
+            return k * chunk
+    return chunk
+
+
+def buffer_clips(data: Data, config: TrainConfig, block: int) -> int:
+    if config.shuffle_buffer:
+        return config.shuffle_buffer
+    s = data.spec
+    row_bytes = {"logmel": 2 * s.n_mels * s.n_frames, "mfcc": 2 * s.n_mfcc * s.n_frames,
+                 "waveform": 2 * s.crops * s.crop_samples, "handcrafted": 4 * s.n_segments * 57}
+    per_clip = sum(row_bytes[a] for a in config.input.arrays)
+    return int(np.clip(BUFFER_BYTES // per_clip, 2 * block, 4096))
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params, kw = model.parameters(), {"lr": config.lr, "weight_decay": config.weight_decay}
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, momentum=config.momentum, **kw)
+    return (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(params, **kw)
+
+
+class Fit:
+    """One model trained on one (train, valid) pair of clip sets, writing into `out`."""
+
+    def __init__(self, config: TrainConfig, data: Data, train: np.ndarray, valid: np.ndarray, out: Path,
+                 monitor: str, device: torch.device, progress: bool | None):
+        self.config, self.data, self.out, self.device, self.progress = config, data, out, device, progress
+        self.column, self.mode = MONITORS[monitor]
+        torch.manual_seed(config.seed)
+        self.model, self.pipeline = make_model(config.model, data.spec, config.input, len(data.labels), config.augment)
+        self.pipeline.set_stats(data.stats)
+        self.model.to(device)
+        self.pipeline.to(device)
+        weights = data.task.class_weights(data.targets[train]) if config.class_weights else None
+        self.loss_fn = data.task.loss(weights).to(device)
+        self.optimizer = make_optimizer(config, self.model)
+        self.scheduler = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode=self.mode, factor=config.lr_factor,
+                                                       patience=config.lr_patience)
+            if config.scheduler == "plateau" else None
+        )
+        block = block_clips(data, config.block_clips)
+        self.train_set = StreamingDataset(
+            data.source(train, config.input), block_clips=block, buffer_clips=buffer_clips(data, config, block),
+            seed=config.seed, explode_segments=config.input.explode_segments,
+        )
+        self.valid = valid
+        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "best_valid": {}}
+        self.history: list[dict[str, Any]] = []
+
+    # --- checkpoints ---
+    def _checkpoint(self, full: bool) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "inputs": self.pipeline.state_dict(), "epoch": self.state["epoch"]}
+        if full:
+            state |= {"optimizer": self.optimizer.state_dict(), "loop": dict(self.state),
+                      "scheduler": self.scheduler.state_dict() if self.scheduler else {}}
+        return state
+
+    def restore(self) -> None:
+        """Continue from last.pt: weights, optimizer, scheduler, counters and the history so far."""
+        state = checkpoint.load(self.out / checkpoint.LAST)
+        self.model.load_state_dict(state["model"])
+        self.pipeline.load_state_dict(state["inputs"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.state = dict(state["loop"])
+        history = pd.read_csv(self.out / HISTORY)
+        self.history = history[history["epoch"] <= self.state["epoch"]].to_dict("records")
+
+    # --- epochs ---
+    def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
+        self.model.train()
+        loader = make_loader(self.train_set, batch_size=self.config.batch_size, workers=self.config.workers(),
+                             device=self.device)
+        total, seen, start = torch.zeros((), device=self.device), 0, time.perf_counter()
+        bar = tqdm(loader, total=math.ceil(len(self.train_set) / self.config.batch_size), unit="batch",
+                   desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
+                   disable=None if self.progress is None else not self.progress,
+                   file=sys.stderr)
+        for step, batch in enumerate(bar):
+            n = len(batch["y"])
+            if n < 2:  # batch norm cannot train on a single sample; happens only to a reader's last batch
+                continue
+            batch = to_device(batch, self.device)
+            with torch.no_grad():
+                x, _ = self.pipeline(batch, train=True)
+            with autocast(self.device):
+                logits = self.model(x)
+            loss = self.loss_fn(logits.float(), batch["y"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach() * n
+            seen += n
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+        return total.item() / max(seen, 1), seen, time.perf_counter() - start
+
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        valid_loader = make_loader(
+            EvalDataset(self.data.source(self.valid, c.input)), batch_size=c.batch_size, workers=c.workers(),
+            device=self.device)
+        for epoch in range(self.state["epoch"] + 1, c.epochs + 1):
+            if c.patience is not None and self.state["bad_epochs"] >= c.patience:
+                break
+            torch.manual_seed(epoch_seed(c.seed, epoch))
+            self.train_set.set_epoch(epoch)
+            train_loss, seen, seconds = self._train_epoch(epoch)
+            y, prob, _, val_loss = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
+                                         self.loss_fn)
+            evaluation = self.data.task.evaluate(y, prob)
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                   **{f"val_{k}": v for k, v in evaluation.summary.items() if k != "n_clips"},
+                   "lr": self.optimizer.param_groups[0]["lr"], "samples_per_s": seen / seconds, "seconds": seconds}
+            value = float(row[self.column])
+            self.state["epoch"] = epoch
+            if _better(value, self.state["best"], self.mode):
+                self.state |= {"best": value, "best_epoch": epoch, "bad_epochs": 0,
+                               "best_valid": {k: float(v) for k, v in evaluation.summary.items()}}
+                checkpoint.save(self.out / checkpoint.BEST, self._checkpoint(full=False))
+            else:
+                self.state["bad_epochs"] += 1
+            if self.scheduler:
+                self.scheduler.step(value)
+            self.history.append(row)
+            with atomic_path(self.out / HISTORY) as tmp:
+                pd.DataFrame(self.history).to_csv(tmp, index=False)
+            checkpoint.save(self.out / checkpoint.LAST, self._checkpoint(full=True))
+            tqdm.write(
+                f"epoch {epoch}/{c.epochs}  train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
+                f"{self.column} {value:.4f}{'  *' if self.state['best_epoch'] == epoch else ''}  "
+                f"lr {row['lr']:.2g}  {row['samples_per_s']:.0f} samples/s", file=sys.stdout,
+            )
+        if c.patience is not None and self.state["bad_epochs"] >= c.patience and self.state["epoch"] < c.epochs:
+            print(f"early stopping after epoch {self.state['epoch']}: no {self.column} improvement in {c.patience} epochs")
+        return self.state
+
+    def test(self, test: np.ndarray, title: str) -> dict[str, Any]:
+        """The best checkpoint on the test split: metrics.json, report.md and figures in `out`."""
+        best = checkpoint.load(self.out / checkpoint.BEST)
+        self.model.load_state_dict(best["model"])
+        self.pipeline.load_state_dict(best["inputs"])
+        meta = {"split": "test", "checkpoint": checkpoint.BEST, "epoch": best["epoch"], "store": self.data.url,
+                "model": self.config.model, "monitor": f"{self.column} = {self.state['best']:.4f}"}
+        if len(test) == 0:
+            print(f"store {self.data.url} has no usable test clips: metrics.json not written")
+            return {}
+        evaluation, loss = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device,
+                                          self.loss_fn)
+        evaluation.summary["loss"] = loss
+        write_evaluation(self.out, evaluation, meta=meta, title=title, history=pd.DataFrame(self.history),
+                         monitor=self.column)
+        return evaluation.summary
+
+
+def _resolved(config: TrainConfig, data: Data, monitor: str, device: torch.device, n_params: int | None,
+              **extra: Any) -> dict[str, Any]:
+    return {
+        "task": data.task.name, "labels": list(data.labels), "monitor": monitor, "monitor_column": MONITORS[monitor][0],
+        "store": data.url, "spec": data.spec.to_dict(), "spec_hash": data.spec_hash,
+        "input_shape": config.input.sample_shape(data.spec), "parameters": n_params, "device": str(device),
+        "workers": config.workers(), "clips": {k: int(len(v)) for k, v in data.splits.items()},
+        "notes": data.notes, "versions": {"featurestore": __version__, "torch": torch.__version__}, **extra,
+    }
+
+
+def _prepare_out(config: TrainConfig) -> None:
+    """A fresh --out, or with --resume one whose config differs only in what a resume may change."""
+    out = Path(config.out)
+    exists = (out / "config.json").is_file()
+    if config.resume:
+        if not exists:
+            raise UserError(f"--resume: {out} holds no run (no config.json): start it without --resume")
+        before = load_run(out)["train"].to_dict()
+        now = config.to_dict()
+        changed = [k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k]]
+        if changed:
+            raise UserError(f"--resume: {out}/config.json was written with other {', '.join(changed)}: "
+                            "resume with the same options, or train into a new --out")
+    elif exists:
+        raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+
+
+def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Train (and cross-validate with --folds), then test the best checkpoint. Returns the test summary."""
+    _prepare_out(config)
+    data = open_data(config.store, config.input, task=config.task, allow_partial=config.allow_partial)
+    monitor = config.monitor or DEFAULT_MONITOR[data.task.name]
+    if monitor not in MONITORS:
+        raise UserError(f"--monitor must be one of {', '.join(MONITORS)}")
+    device = resolve_device(config.device)
+    for note in data.notes:
+        print(f"note: {note}")
+    if config.folds:
+        return _cross_validate(config, data, monitor, device, progress)
+    train_idx = require(data.splits["train"], "train", data.url)
+    valid_idx = require(data.splits["valid"], "valid", data.url)
+    return _fit(config, data, train_idx, valid_idx, data.splits["test"], Path(config.out), monitor, device, progress)
+
+
+def _fit(config, data, train_idx, valid_idx, test_idx, out: Path, monitor, device, progress, **extra) -> dict:
+    fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress)
+    n_params = count_parameters(fit.model)
+    if (out / checkpoint.LAST).is_file() and config.resume:
+        fit.restore()
+        print(f"resuming {out} after epoch {fit.state['epoch']}")
+    else:
+        write_json(out / "config.json", {"train": config.to_dict(),
+                                         "resolved": _resolved(config, data, monitor, device, n_params, **extra)})
+    print(f"{config.model} ({config.input.kind} {config.input.sample_shape(data.spec)}, {n_params:,} parameters) "
+          f"on {len(train_idx)} train / {len(valid_idx)} valid clips, {data.task.name}, {device}")
+    state = fit.run()
+    summary = fit.test(test_idx, f"{config.model} on {data.url}")
+    return {"valid": state["best_valid"], "test": summary, "best_epoch": state["best_epoch"]}
+
+
+def _cross_validate(config, data, monitor, device, progress) -> dict[str, Any]:
+    out = Path(config.out)
+    write_json(out / "config.json", {"train": config.to_dict(),
+                                     "resolved": _resolved(config, data, monitor, device, None, folds=config.folds)})
+    results = []
+    for k, (train_idx, held_out) in enumerate(folds(data, config.folds, config.seed), start=1):
+        fold_out = out / f"fold_{k}"
+        print(f"fold {k}/{config.folds}: {len(train_idx)} train / {len(held_out)} held-out clips")
+        fold_config = dataclasses.replace(config, out=str(fold_out), folds=None,
+                                          resume=config.resume and (fold_out / "config.json").is_file())
+        results.append(_fit(fold_config, data, train_idx, held_out, data.splits["test"], fold_out, monitor, device,
+                            progress, fold=k, folds=config.folds))
+    summary = {"folds": config.folds, "monitor": MONITORS[monitor][0]}
+    for part in ("valid", "test"):
+        frame = pd.DataFrame([r[part] for r in results])
+        summary[part] = {"mean": frame.mean().to_dict(), "std": frame.std(ddof=0).to_dict(),
+                         "per_fold": frame.to_dict("records")}
+    write_json(out / "metrics.json", _json_safe(summary))
+    _cv_report(out, summary)
+    return summary
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def _cv_report(out: Path, summary: dict[str, Any]) -> None:
+    keys = [k for k in summary["valid"]["mean"] if k != "n_clips"]
+    lines = [f"# {summary['folds']}-fold cross-validation", "",
+             "Held-out: each fold's best checkpoint on its held-out part of train+valid; test: the same checkpoints "
+             "on the test split. Mean ± standard deviation over folds.", "",
+             "| metric | held-out | test |", "|---|---:|---:|"]
+    for k in keys:
+        cells = []
+        for part in ("valid", "test"):
+            m, s = summary[part]["mean"].get(k), summary[part]["std"].get(k)
+            cells.append("—" if m is None or math.isnan(m) else f"{m:.3f} ± {s:.3f}")
+        lines.append(f"| {k} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Per-fold runs, reports and figures: " + ", ".join(f"[fold_{k}](fold_{k}/report.md)"
+                                                                     for k in range(1, summary["folds"] + 1)), ""]
+    write_text(out / "report.md", "\n".join(lines))

@@ -1,0 +1,124 @@
+"""From a store to training data: checks, the task, the usable clips of each split, folds, statistics.
+
+Everything here is decided once from the store's manifest copy and status array, before any
+feature is read, and refuses with one clear line what cannot work (an unfinished build, a
+missing feature, a multi-label manifest forced into a single-label task, an empty split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from featurestore.errors import UserError
+from featurestore.spec import FeatureSpec
+from featurestore.store import OK, open_store
+from trainers.data import Source, label_matrix, split_indices
+from trainers.inputs import NORMALISED, InputConfig
+from trainers.tasks import Task, infer_task
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Data:
+    url: str
+    spec: FeatureSpec
+    spec_hash: str
+    labels: tuple[str, ...]
+    task: Task
+    targets: np.ndarray  # (clips in store, classes)
+    splits: dict[str, np.ndarray]  # usable store positions per split
+    groups: np.ndarray
+    chunk_clips: int
+    shard_clips: int
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+    notes: list[str] = field(default_factory=list)
+
+    def source(self, indices: np.ndarray, inputs: InputConfig) -> Source:
+        return Source(self.url, inputs.arrays, np.sort(indices), self.targets, self.spec)
+
+
+def check_complete(store, allow_partial: bool) -> None:
+    if store.build_state == "complete" or allow_partial:
+        return
+    raise UserError(
+        f"store {store.url} is still {store.build_state}: {store.n_pending} of {store.n_clips} clips pending; "
+        "finish it by re-running the same `featurestore build` command, or pass --allow-partial to train on its ok clips"
+    )
+
+
+def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_partial: bool = False,
+              expect_hash: str | None = None) -> Data:
+    store = open_store(url)
+    check_complete(store, allow_partial)
+    spec = store.spec
+    if expect_hash is not None and spec.hash() != expect_hash:
+        raise UserError(
+            f"store {url} was built with another feature spec (hash {spec.hash()}, the run used {expect_hash}): "
+            "evaluate on a store built with the run's spec"
+        )
+    inputs.validate(spec, f"store {url}")
+    manifest = store.manifest
+    labels = tuple(store.labels)
+    counts = manifest["labels"].map(len).to_numpy()
+    task_name = task or infer_task(counts)
+    notes = []
+    if task_name == "multiclass" and (counts > 1).any():
+        first = manifest["clip_id"][np.argmax(counts > 1)]
+        raise UserError(
+            f"store {url}: {int((counts > 1).sum())} clips carry several labels (first: {first}): "
+            "a multiclass task needs exactly one; use --task multilabel"
+        )
+    labelled = counts >= 1 if task_name == "multiclass" else np.ones(len(counts), bool)
+    if not labelled.all():
+        notes.append(f"{int((~labelled).sum())} clips without a label are left out (a multiclass target needs one)")
+    usable = labelled & (store.status == OK)
+    splits = {s: split_indices(manifest, usable, (s,)) for s in SPLITS}
+    stats = _stats(store, inputs, splits["train"], notes)
+    return Data(
+        url=url, spec=spec, spec_hash=spec.hash(), labels=labels, task=Task(task_name, labels),
+        targets=label_matrix(manifest["labels"], list(labels)), splits=splits,
+        groups=manifest["group"].astype(str).to_numpy(), chunk_clips=store.chunk_clips,
+        shard_clips=store.shard_clips, stats=stats, notes=notes,
+    )
+
+
+def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> dict:
+    """The store's statistics; for an unfinished store (--allow-partial), the same sums over its ok train clips."""
+    wanted = [a for a in inputs.arrays if a in NORMALISED]
+    if store.build_state == "complete":
+        return {a: store.stats(a) for a in wanted}
+    from featurestore.stats import combine, partial_sums
+
+    partials = []
+    for start in range(0, len(train), store.shard_clips):
+        clips = train[start:start + store.shard_clips]
+        block = {a: store.array(a)[int(clips[0]):int(clips[-1]) + 1] for a in wanted}
+        include = np.isin(np.arange(clips[0], clips[-1] + 1), clips)
+        partials.append(partial_sums(block, include))
+    notes.append(f"store unfinished: normalisation statistics computed from its {len(train)} ok train clips")
+    return {a: (mean, std) for a, (mean, std, _) in combine(partials).items()}
+
+
+def require(indices: np.ndarray, split: str, url: str) -> np.ndarray:
+    if len(indices) == 0:
+        raise UserError(f"store {url} has no usable ok clips in split {split!r}: check the manifest's splits")
+    return indices
+
+
+def folds(data: Data, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K (train, held-out) splits of train+valid that never cut through a group (stratified when multiclass)."""
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    pool = np.sort(np.concatenate([data.splits["train"], data.splits["valid"]]))
+    groups = data.groups[pool]
+    if len(np.unique(groups)) < k:
+        raise UserError(f"--folds {k} needs at least {k} groups in train+valid; store {data.url} has {len(np.unique(groups))}")
+    if data.task.name == "multiclass":
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = splitter.split(pool, data.targets[pool].argmax(1), groups)
+    else:
+        parts = GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(pool, groups=groups)
+    return [(pool[a], pool[b]) for a, b in parts]

@@ -1,0 +1,130 @@
+"""The human-readable side of a run: report.md with the per-class table and the PNG figures.
+
+Figures use matplotlib's object API (`Figure`, Agg canvas), so no global pyplot state and no
+display are involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from trainers.io import atomic_path, write_text
+from trainers.tasks import Evaluation
+
+CURVES, CONFUSION, COOCCURRENCE, PER_CLASS = "curves.png", "confusion.png", "cooccurrence.png", "per_class.png"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_curves(history: pd.DataFrame, path: Path, monitor: str) -> Path:
+    """Train/valid loss and the validation metrics per epoch."""
+    fig = Figure(figsize=(11, 4))
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    for col in ("train_loss", "val_loss"):
+        loss_ax.plot(history["epoch"], history[col], marker="o", label=col)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_ax.legend()
+    metrics = [c for c in ("val_roc_auc_macro", "val_pr_auc_macro", "val_accuracy", "val_macro_f1") if c in history]
+    for col in metrics:
+        metric_ax.plot(history["epoch"], history[col], marker="o", label=col, linewidth=2.5 if col == monitor else 1.2)
+    metric_ax.set(xlabel="epoch", title=f"validation metrics (checkpoint by {monitor})")
+    metric_ax.legend()
+    return _save(fig, path)
+
+
+def _heatmap(ax, matrix: np.ndarray, labels: list[str], title: str, xlabel: str, ylabel: str) -> None:
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    ticks = np.arange(len(labels))
+    small = max(4, 10 - len(labels) // 8)
+    ax.set_xticks(ticks, labels, rotation=90, fontsize=small)
+    ax.set_yticks(ticks, labels, fontsize=small)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if len(labels) <= 20:
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=7,
+                    color="white" if v > matrix.max() / 2 else "black")
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
+    size = 3 + 0.35 * len(labels)
+    fig = Figure(figsize=(size + 1, size))
+    _heatmap(fig.subplots(), matrix, labels, "confusion matrix", "predicted", "true")
+    return _save(fig, path)
+
+
+def plot_cooccurrence(true: np.ndarray, pred: np.ndarray, labels: list[str], path: Path) -> Path:
+    """True and predicted (at 0.5) label co-occurrence counts side by side, diagonal = label counts."""
+    size = 3 + 0.3 * len(labels)
+    fig = Figure(figsize=(2 * size + 2, size))
+    left, right = fig.subplots(1, 2)
+    _heatmap(left, true, labels, "true label co-occurrence", "label", "label")
+    _heatmap(right, pred, labels, "predicted label co-occurrence", "label", "label")
+    return _save(fig, path)
+
+
+def plot_per_class(table: pd.DataFrame, path: Path) -> Path:
+    fig = Figure(figsize=(max(6, 0.3 * len(table) + 2), 4))
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["f1"], width=0.4, label="F1")
+    ax.bar(x + 0.2, table["roc_auc"].fillna(0), width=0.4, label="ROC-AUC")
+    ax.set_xticks(x, table["label"], rotation=90, fontsize=max(5, 10 - len(table) // 10))
+    ax.set(ylim=(0, 1), title="per-class F1 and ROC-AUC (missing bars: AUC undefined)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return "—" if v is None or np.isnan(v) else f"{v:.3f}"
+
+
+def per_class_markdown(table: pd.DataFrame) -> str:
+    """The source reports' layout: one row per class, then the macro and support-weighted averages."""
+    cols = ["support", "accuracy", "precision", "recall", "f1", "roc_auc"]
+    head = "| label | support | accuracy | precision | recall | F1 | AUC |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    rows = ["| " + " | ".join([str(r["label"])] + [_fmt(r[c]) for c in cols]) + " |" for _, r in table.iterrows()]
+    support = table["support"].to_numpy()
+    weights = support / max(support.sum(), 1)
+    macro = [int(support.sum())] + [float(np.nanmean(table[c])) if table[c].notna().any() else np.nan for c in cols[1:]]
+    weighted = [int(support.sum())] + [float(np.nansum(table[c] * weights)) for c in cols[1:]]
+    rows.append("| **macro avg** | " + " | ".join(_fmt(v) for v in macro) + " |")
+    rows.append("| **weighted avg** | " + " | ".join(_fmt(v) for v in weighted) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
+def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[str, str],
+                 history: pd.DataFrame | None = None, monitor: str | None = None) -> list[Path]:
+    """report.md plus its figures in `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    labels = list(evaluation.per_class["label"])
+    figures = []
+    if history is not None and len(history):
+        figures.append(plot_curves(history, out / CURVES, monitor or "val_loss"))
+    if "confusion" in evaluation.matrices:
+        figures.append(plot_confusion(evaluation.matrices["confusion"], labels, out / CONFUSION))
+    else:
+        m = evaluation.matrices
+        figures.append(plot_cooccurrence(m["cooccurrence_true"], m["cooccurrence_pred"], labels, out / COOCCURRENCE))
+    figures.append(plot_per_class(evaluation.per_class, out / PER_CLASS))
+
+    lines = [f"# {title}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in header.items()]
+    lines += ["", "## Summary", "", "| metric | value |", "|---|---:|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in evaluation.summary.items()]
+    lines += ["", "## Per class (threshold 0.5; accuracy is one-vs-rest)", "", per_class_markdown(evaluation.per_class)]
+    if evaluation.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in evaluation.notes] + [""]
+    lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    write_text(out / "report.md", "\n".join(lines))
+    return [out / "report.md", *figures]

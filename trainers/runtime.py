@@ -1,0 +1,71 @@
+"""The pieces every command shares: the device, loaders, model + input pipeline, and inference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from featurestore.errors import UserError
+from featurestore.spec import FeatureSpec
+from trainers.augment import AugmentConfig
+from trainers.inputs import InputConfig, InputPipeline, average_views
+from trainers.models import build_model
+from trainers.tasks import Task
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 mixed precision on CUDA; full float32 on the CPU (and deterministic there)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # the cores belong to the training process
+
+
+def make_loader(dataset, *, batch_size: int, workers: int, device: torch.device) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+        worker_init_fn=_worker_init if workers else None, shuffle=False,
+    )
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def make_model(model: str, spec: FeatureSpec, inputs: InputConfig, n_classes: int,
+               augment: AugmentConfig | None = None) -> tuple[torch.nn.Module, InputPipeline]:
+    return build_model(model, inputs.kind, inputs.sample_shape(spec), n_classes), InputPipeline(spec, inputs, augment)
+
+
+@torch.no_grad()
+def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device, loss_fn=None):
+    """Per-clip probabilities averaged over each clip's views: (targets, probabilities, store positions, loss)."""
+    model.eval()
+    ys, probs, index, losses, weights = [], [], [], [], []
+    for batch in loader:
+        batch = to_device(batch, device)
+        x, w = pipeline(batch, train=False)
+        with autocast(device):
+            logits = model(x).float()
+        if loss_fn is not None:
+            keep = w.flatten() > 0
+            target = batch["y"].repeat_interleave(w.shape[1], 0)
+            losses.append(loss_fn(logits[keep], target[keep]).item())
+            weights.append(int(keep.sum()))
+        probs.append(average_views(task.probabilities(logits), w).cpu())
+        ys.append(batch["y"].cpu())
+        index.append(batch["index"].cpu())
+    loss = float(np.average(losses, weights=weights)) if losses else math.nan
+    return torch.cat(ys).numpy(), torch.cat(probs).numpy(), torch.cat(index).numpy(), loss
