@@ -140,7 +140,10 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec) -> Decoded:
         count = -(-(out_start + n) * rate // target) + context - first
 
     _skip_to(sound, first)
-    data = sound.read(count, dtype="float32", always_2d=True)
+    # Mono at the target rate (MTAT's MP3s) is read straight into the zero-padded result.
+    direct = rate == target and sound.channels == 1
+    padded = np.zeros((count, 1), dtype=np.float32) if direct else None
+    data = sound.read(count, dtype="float32", always_2d=True, out=padded)
     promised = min(count, frames - first)
     slack = max(_MP3_FRAME, int(MP3_LENGTH_SLACK * frames)) if sound.format == "MP3" else 0
     if len(data) < promised - slack:
@@ -148,18 +151,20 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec) -> Decoded:
             f"truncated: decoded {(first + len(data)) / rate:.2f} s of the {frames / rate:.2f} s the header promises"
         )
 
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if rate != target:
-        available = round(len(data) * target / rate) - drop
-        mono = soxr.resample(mono, rate, target, quality="HQ")[drop:]
+    if padded is not None:
+        samples, length = padded.reshape(n), len(data)
     else:
-        available = len(mono)
-    length = max(0, min(n, available, len(mono)))
+        mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+        if rate != target:
+            available = round(len(data) * target / rate) - drop
+            mono = soxr.resample(mono, rate, target, quality="HQ")[drop:]
+        else:
+            available = len(mono)
+        length = max(0, min(n, available, len(mono)))
+        samples = np.zeros(n, dtype=np.float32)
+        samples[:length] = mono[:length]
     if length == 0:
         raise AudioError(f"offset {spec.offset:g} s is past the end of the decodable audio")
-
-    samples = np.zeros(n, dtype=np.float32)
-    samples[:length] = mono[:length]
     if not np.isfinite(samples).all():
         raise AudioError("non-finite samples")
     return Decoded(samples, length)

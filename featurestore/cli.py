@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "manifests.cli",
     "featurestore.commands",
     "trainers.cli",
-    "featurestore.demo",
+    "trainers.demo",
 )
 
 

@@ -90,7 +90,7 @@ class MFCC(nn.Module):
         self.register_buffer("dct", torchaudio.functional.create_dct(spec.n_mfcc, spec.n_mels, norm="ortho"))
 
     def from_logmel(self, logmel: Tensor) -> Tensor:
-        return torch.matmul(logmel.transpose(-1, -2), self.dct).transpose(-1, -2)
+        return torch.matmul(self.dct.T, logmel)
 
     def forward(self, waveform: Tensor) -> Tensor:
         return self.from_logmel(self.logmel(waveform))

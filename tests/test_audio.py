@@ -80,6 +80,7 @@ def test_same_rate_mono_wav_is_passed_through_unchanged(tmp_path):
     got = decode(tmp_path / "x.wav", spec(offset=0.5, duration=1.0))
     np.testing.assert_array_equal(got.samples[: got.length], y[8000 : 8000 + got.length])
     assert got.length == round(0.7 * SR)
+    assert not got.samples[got.length :].any()
 
 
 def test_every_kind_of_source_gives_the_same_samples(tmp_path):
