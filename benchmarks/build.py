@@ -35,15 +35,13 @@ WORKERS = 2
 @dataclass(frozen=True)
 class Sizes:
     clips: int
-    distinct: int  # rendered clips behind them (hard links; see corpus.py)
-    seconds: float | None
     rounds: int
     warmup: int  # clips each contender processes once before timing (0: none)
     profile: int  # clips in the single-process stage profile
 
 
-FULL = Sizes(clips=1024, distinct=512, seconds=None, rounds=3, warmup=16, profile=64)
-QUICK = Sizes(clips=16, distinct=8, seconds=3.0, rounds=1, warmup=0, profile=4)
+FULL = Sizes(clips=512, rounds=3, warmup=16, profile=64)
+QUICK = Sizes(clips=16, rounds=1, warmup=0, profile=4)
 
 
 def profile_stages(paths: list[str], spec) -> dict[str, float]:
@@ -73,11 +71,11 @@ def run(ctx: Context) -> Section:
 
     from benchmarks.baselines import decode_chunk, librosa_loop
     from benchmarks.cluster import worker_pids
-    from benchmarks.corpus import corpus
+    from benchmarks.corpus import corpus, distinct, seconds
 
     sizes = QUICK if ctx.quick else FULL
     spec = preset("mtat-seed")
-    clips = corpus(ctx, "mtat", sizes.clips, sizes.seconds, distinct=sizes.distinct)
+    clips = corpus(ctx, "mtat", sizes.clips)
     shard = default_shard_clips(sizes.clips, spec)
     groups = [clips.paths[i : i + shard] for i in range(0, sizes.clips, shard)]
     store, npy = ctx.work / "build.zarr", ctx.work / "librosa-npy"
@@ -111,7 +109,7 @@ def run(ctx: Context) -> Section:
 
         if sizes.warmup:
             ctx.log(f"warming up every contender (imports, extractor, numba) on {sizes.warmup} clips")
-            warm = corpus(ctx, "mtat", sizes.warmup, sizes.seconds)
+            warm = corpus(ctx, "mtat", sizes.warmup)
             build_store(warm.manifest, warm.root, ctx.work / "warm.zarr", spec, scheduler=client.scheduler.address,
                         overwrite=True, progress=False)
             pool.submit(librosa_loop, warm.paths, spec, str(ctx.work / "warm-npy")).result()
@@ -149,8 +147,9 @@ def run(ctx: Context) -> Section:
         title="Build throughput",
         summary=__doc__.split("\n\n", 1)[1].strip(),
         tables=[
-            Table(f"{sizes.clips} MTAT-like clips (16 kHz mono MP3, {sizes.seconds or 29.1:g} s; {sizes.distinct} "
-                  f"distinct renders), mtat-seed features, median of {sizes.rounds} alternating rounds",
+            Table(f"{sizes.clips} MTAT-like clips (16 kHz mono MP3, {seconds(ctx, 'mtat'):g} s; "
+                  f"{min(sizes.clips, distinct(ctx, 'mtat'))} distinct renders), mtat-seed features, "
+                  f"median of {sizes.rounds} alternating rounds",
                   ["contender", "clips/s", "median s", "all runs s", "peak RSS per worker MiB", "vs (a)", "vs (b)"],
                   rows),
             Table(f"Where the project's time goes: one process, {sizes.profile} clips",

@@ -1,16 +1,16 @@
-"""Input audio for the benchmarks: real files in the three published formats, cached.
+"""Input audio for the benchmarks: real files in the three published formats, generated once, cached.
 
-Clips are rendered by `featurestore.synth` (real-sounding music, not noise: compression ratios
-and MP3 decode costs depend on the signal) and written by soundfile in the GTZAN layout (one
-sub-folder per style). The cache is keyed by a hash of the synth source, so a changed
-generator never serves stale audio.
+Each flavour is one corpus written by `featurestore.synth.corpus.generate_corpus` (real-sounding
+music in 8 styles, GTZAN's folder layout, encoded by soundfile; reused as long as its settings
+and the synth version are unchanged). A benchmark asks for n clips and gets a folder of n hard
+links cycling through that corpus, plus a manifest: decode and feature costs do not depend on
+which clip a file is, so a 3,200-clip run needs only a few hundred renders. Copies of one render
+share its group and split, so no split ever sees another split's audio.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,107 +20,84 @@ from benchmarks.context import Context
 @dataclass(frozen=True)
 class Flavour:
     name: str
+    format: str
     sample_rate: int
     channels: int
     seconds: float
-    format: str
-    subtype: str
-    ext: str
+    per_style: int  # distinct renders per style in a full run
 
 
 FLAVOURS = {
     f.name: f
     for f in (
         # MagnaTagATune: 29.1-s clips, 16 kHz mono MP3 (32 kbit/s in the real download).
-        Flavour("mtat", 16_000, 1, 29.1, "MP3", "MPEG_LAYER_III", "mp3"),
-        # GTZAN: 30-s clips, 22,050 Hz mono 16-bit WAV.
-        Flavour("gtzan", 22_050, 1, 30.0, "WAV", "PCM_16", "wav"),
+        Flavour("mtat", "MP3", 16_000, 1, 29.1, per_style=64),
         # FMA: 30-s clips, 44.1 kHz stereo MP3.
-        Flavour("fma", 44_100, 2, 30.0, "MP3", "MPEG_LAYER_III", "mp3"),
+        Flavour("fma", "MP3", 44_100, 2, 30.0, per_style=4),
+        # GTZAN: 30-s clips, 22,050 Hz mono 16-bit WAV.
+        Flavour("gtzan", "WAV", 22_050, 1, 30.0, per_style=4),
     )
 }
+QUICK_PER_STYLE, QUICK_SECONDS = 3, 3.0
+# Split of a style's k-th render by k mod 10: 7 train, 1 valid, 2 test, each split reached early.
+SPLIT_CYCLE = ("train", "valid", "test", "train", "train", "test", "train", "train", "train", "train")
 
 
 @dataclass(frozen=True)
 class Corpus:
     root: Path  # one sub-folder per style, exactly the chosen clips
-    paths: list[str]  # absolute paths, in generation order
+    paths: list[str]  # absolute paths, in manifest order
     manifest: Path
 
 
-def synth_fingerprint() -> str:
-    import featurestore.synth as synth
+def renders(ctx: Context, flavour: Flavour):
+    """The flavour's cached corpus: (file, style, k) with the k-th clip of every style in turn."""
+    from featurestore.synth.corpus import CorpusConfig, generate_corpus
 
-    h = hashlib.sha256()
-    for p in sorted(Path(synth.__file__).parent.glob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
-
-
-def _render(args: tuple[Flavour, float, str, int, str]) -> None:
-    import soundfile as sf
-
-    from featurestore.synth import render_clip
-
-    flavour, seconds, style, seed, path = args
-    audio = render_clip(style, seed, seconds, flavour.sample_rate, flavour.channels)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    sf.write(tmp, audio, flavour.sample_rate, format=flavour.format, subtype=flavour.subtype)
-    os.replace(tmp, path)
+    per_style, seconds = (QUICK_PER_STYLE, QUICK_SECONDS) if ctx.quick else (flavour.per_style, flavour.seconds)
+    config = CorpusConfig(
+        root=ctx.cache / "audio" / f"{flavour.name}-{per_style}x8-{seconds:g}s", clips_per_style=per_style,
+        seconds=seconds, n_broken=0, formats=(flavour.format,), sample_rates=(flavour.sample_rate,),
+        channels=(flavour.channels,),
+    )
+    if not (config.root / "corpus.json").exists():
+        ctx.log(f"rendering {per_style * 8} {flavour.name} clips of {seconds:g} s into {config.root} (cached)")
+    report = generate_corpus(config, workers=os.cpu_count() or 1)
+    by_style: dict[str, list[Path]] = {}
+    for clip in report.clips:
+        by_style.setdefault(clip.labels[0], []).append(report.root / clip.path)
+    return [(files[k], style, k) for k in range(per_style) for style, files in by_style.items()]
 
 
-def clip_files(ctx: Context, flavour: Flavour, n: int, seconds: float | None = None) -> list[Path]:
-    """Clips 0..n-1 of a flavour (clip i: style i mod 8, seed i), rendering those not cached yet."""
-    from featurestore.synth import STYLES
-
-    seconds = seconds or flavour.seconds
-    base = ctx.cache / "audio" / f"{flavour.name}-{seconds:g}s-{synth_fingerprint()}"
-    files, todo = [], []
-    for i in range(n):
-        style = STYLES[i % len(STYLES)]
-        path = base / style / f"{style}.{i:05d}.{flavour.ext}"
-        files.append(path)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            todo.append((flavour, seconds, style, i, str(path)))
-    if todo:
-        ctx.log(f"rendering {len(todo)} {flavour.name} clips of {seconds:g} s into {base} (cached for next time)")
-        with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-            for _ in pool.map(_render, todo, chunksize=4):
-                pass
-    return files
-
-
-def corpus(ctx: Context, flavour: str, n: int, seconds: float | None = None, *, distinct: int | None = None) -> Corpus:
-    """A folder of exactly `n` clips, hard links into the cache, and its manifest.
-
-    With `distinct` < n, clip i is a link to rendered clip i mod `distinct` (keep it a multiple of
-    the 8 styles so a copy keeps its style): decode and feature costs do not depend on which clip
-    it is, and a 3,200-clip scaling run then needs only `distinct` renders. Copies of one render
-    share its group and split (70 / 10 / 20 by render), so no split ever sees another's audio.
-    """
+def corpus(ctx: Context, flavour: str, n: int) -> Corpus:
+    """A folder of exactly `n` clips of a flavour (hard links into the cache) and its manifest."""
     import manifests
     import pandas as pd
     from featurestore.synth import STYLES
 
-    f = FLAVOURS[flavour]
-    distinct = min(n, distinct or n)
-    files = clip_files(ctx, f, distinct, seconds)
-    root = ctx.scratch(f"audio-{flavour}-{n}-{distinct}-{seconds or f.seconds:g}s")
+    base = renders(ctx, FLAVOURS[flavour])
+    root = ctx.scratch(f"audio-{flavour}-{n}")
     paths, rows = [], []
     for i in range(n):
-        src = files[i % distinct]
-        rel = f"{src.parent.name}/{src.parent.name}.{i:05d}.{f.ext}"
-        dst = root / rel
-        if not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, dst)
-        paths.append(str(dst))
-        render = i % distinct
-        split = "train" if render % 10 < 7 else "valid" if render % 10 == 7 else "test"
-        rows.append({"clip_id": f"{flavour}-{i:05d}", "path": rel, "labels": [src.parent.name], "split": split,
-                     "group": f"render-{render:05d}"})
-    meta = manifests.ManifestMeta(dataset=f"bench-{flavour}", labels=list(STYLES), split_method="by render, 70/10/20")
-    manifest_path = root.parent / f"{root.name}.parquet"
-    manifests.save(manifests.Manifest(pd.DataFrame(rows), meta), manifest_path)
-    return Corpus(root=root, paths=paths, manifest=manifest_path)
+        src, style, k = base[i % len(base)]
+        rel = f"{style}/{style}.{i:05d}{src.suffix}"
+        if not (root / rel).exists():
+            (root / style).mkdir(exist_ok=True)
+            os.link(src, root / rel)
+        paths.append(str(root / rel))
+        rows.append({"clip_id": f"{flavour}-{i:05d}", "path": rel, "labels": [style],
+                     "split": SPLIT_CYCLE[k % len(SPLIT_CYCLE)], "group": src.stem})
+    meta = manifests.ManifestMeta(dataset=f"benchmark-{flavour}", labels=list(STYLES),
+                                  split_method="by render: 7/1/2 of every 10 renders per style")
+    manifest = root.parent / f"{root.name}.parquet"
+    manifests.save(manifests.Manifest(pd.DataFrame(rows), meta), manifest)
+    return Corpus(root=root, paths=paths, manifest=manifest)
+
+
+def distinct(ctx: Context, flavour: str) -> int:
+    """How many different renders stand behind a flavour's clips in this run."""
+    return (QUICK_PER_STYLE if ctx.quick else FLAVOURS[flavour].per_style) * 8
+
+
+def seconds(ctx: Context, flavour: str) -> float:
+    return QUICK_SECONDS if ctx.quick else FLAVOURS[flavour].seconds

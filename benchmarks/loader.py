@@ -32,16 +32,14 @@ WORKERS = 2
 @dataclass(frozen=True)
 class Sizes:
     clips: int
-    distinct: int
-    seconds: float | None
     rounds: int
     epochs: int  # per timed run
     s3_clips: int
     s3_rounds: int
 
 
-FULL = Sizes(clips=4096, distinct=512, seconds=None, rounds=3, epochs=2, s3_clips=1024, s3_rounds=2)
-QUICK = Sizes(clips=32, distinct=8, seconds=3.0, rounds=1, epochs=1, s3_clips=16, s3_rounds=1)
+FULL = Sizes(clips=4096, rounds=3, epochs=2, s3_clips=1024, s3_rounds=2)
+QUICK = Sizes(clips=32, rounds=1, epochs=1, s3_clips=16, s3_rounds=1)
 
 
 def loader_children() -> list[int]:
@@ -104,7 +102,7 @@ def run(ctx: Context) -> Section:
 
     sizes = QUICK if ctx.quick else FULL
     spec = preset("mtat-seed").replace(features=("logmel",))
-    clips = corpus(ctx, "mtat", sizes.clips, sizes.seconds, distinct=sizes.distinct)
+    clips = corpus(ctx, "mtat", sizes.clips)
     url = str(ctx.work / "loader.zarr")
     ctx.log(f"building a {sizes.clips}-clip mtat-seed log-mel store")
     build_store(clips.manifest, clips.root, url, spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True,

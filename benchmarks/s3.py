@@ -10,6 +10,7 @@ workers all reach it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -52,6 +53,7 @@ def moto_s3(bucket: str) -> Iterator[object]:
         yield fs
     finally:
         server.stop()
+        gc.collect()  # sessions left open by readers are closed now, while their complaints are muted
         for name, level in quiet.items():
             logging.getLogger(name).setLevel(level)
         s3fs.S3FileSystem.clear_instance_cache()

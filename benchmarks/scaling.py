@@ -38,19 +38,15 @@ class Sizes:
     cold_clips: int
     cold_rounds: int
     counts: tuple[int, ...]
-    distinct: int
-    seconds: float | None  # None: each flavour's own clip length
     workers_clips: int  # MTAT clips per build in the worker comparison
     rounds: int
     other_clips: int  # FMA and GTZAN clips per build
-    other_distinct: int
     warmup: int  # clips of each flavour built once on every cluster before timing (0: none)
 
 
-FULL = Sizes(cold_clips=64, cold_rounds=2, counts=(100, 200, 400, 800, 1600, 3200), distinct=512, seconds=None,
-             workers_clips=1024, rounds=2, other_clips=96, other_distinct=32, warmup=8)
-QUICK = Sizes(cold_clips=8, cold_rounds=1, counts=(8, 16), distinct=8, seconds=3.0, workers_clips=16, rounds=1,
-              other_clips=8, other_distinct=8, warmup=0)
+FULL = Sizes(cold_clips=64, cold_rounds=2, counts=(100, 200, 400, 800, 1600, 3200), workers_clips=1024, rounds=2,
+             other_clips=96, warmup=8)
+QUICK = Sizes(cold_clips=8, cold_rounds=1, counts=(8, 16), workers_clips=16, rounds=1, other_clips=8, warmup=0)
 
 
 def config_name(flavour: str, workers: int, trim: bool) -> str:
@@ -82,7 +78,7 @@ def cold_start(ctx: Context, sizes: Sizes):
     from benchmarks.cluster import worker_pids
     from benchmarks.corpus import corpus
 
-    c = corpus(ctx, "mtat", sizes.cold_clips, sizes.seconds, distinct=sizes.distinct)
+    c = corpus(ctx, "mtat", sizes.cold_clips)
     warm = ctx.cluster(2)
     pids = worker_pids(warm)
     return alternate([
@@ -98,7 +94,7 @@ def size_sweep(ctx: Context, sizes: Sizes) -> tuple[np.ndarray, np.ndarray]:
 
     client, times = ctx.cluster(2), []
     for n in sizes.counts:
-        c = corpus(ctx, "mtat", n, sizes.seconds, distinct=sizes.distinct)
+        c = corpus(ctx, "mtat", n)
         t0 = time.perf_counter()
         build(ctx, c, "mtat-seed", scheduler=client.scheduler.address)
         times.append(time.perf_counter() - t0)
@@ -112,11 +108,11 @@ def worker_runs(ctx: Context, sizes: Sizes):
     from benchmarks.corpus import corpus
 
     inputs = {
-        "mtat": corpus(ctx, "mtat", sizes.workers_clips, sizes.seconds, distinct=sizes.distinct),
-        "fma": corpus(ctx, "fma", sizes.other_clips, sizes.seconds, distinct=sizes.other_distinct),
-        "gtzan": corpus(ctx, "gtzan", sizes.other_clips, sizes.seconds, distinct=sizes.other_distinct),
+        "mtat": corpus(ctx, "mtat", sizes.workers_clips),
+        "fma": corpus(ctx, "fma", sizes.other_clips),
+        "gtzan": corpus(ctx, "gtzan", sizes.other_clips),
     }
-    warm = {f: corpus(ctx, f, sizes.warmup, sizes.seconds) for f in inputs} if sizes.warmup else {}
+    warm = {f: corpus(ctx, f, sizes.warmup) for f in inputs} if sizes.warmup else {}
     clients = {(w, trim): ctx.cluster(w, malloc_trim=trim) for w in (1, 2) for trim in (True, False)}
     seen = {cfg: worker_env(c, MALLOC_TRIM) for cfg, c in clients.items()}
     contenders = []
@@ -137,6 +133,7 @@ def worker_runs(ctx: Context, sizes: Sizes):
 
 def run(ctx: Context) -> Section:
     from benchmarks.cluster import MALLOC_TRIM
+    from benchmarks.corpus import distinct
 
     sizes = QUICK if ctx.quick else FULL
     ctx.log(f"start-up: {sizes.cold_clips} clips, build_store(workers=2) end to end vs warm workers")
@@ -211,6 +208,8 @@ def run(ctx: Context) -> Section:
             f"Cost per clip: fit slope {b * 1e3:.2f} ms on 2 warm workers; per-build overhead (store creation, "
             f"statistics, manifest copy) {a:.2f} s; start-up of a fresh LocalCluster (worker processes importing "
             f"torch) {startup:.1f} s.",
+            f"Clip counts above the distinct renders ({distinct(ctx, 'mtat')} MTAT, {distinct(ctx, 'fma')} FMA, "
+            f"{distinct(ctx, 'gtzan')} GTZAN) cycle through them as hard links: the work per clip is the same.",
             "FMA and GTZAN clips are generated in their formats (44.1 kHz stereo MP3 at libsndfile's default "
             "bit rate, 22.05 kHz 16-bit WAV); the real FMA files are 128–320 kbit/s, so decoding them may cost more.",
         ],

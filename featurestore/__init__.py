@@ -1,6 +1,8 @@
 """Feature store: decode audio once, in parallel, into a sharded float16 Zarr v3 store."""
 
-__version__ = "0.1.0"
+import importlib.metadata as _metadata
+
+__version__ = _metadata.version("featurestore")  # pyproject.toml is the one source
 
 import os as _os
 

@@ -1,16 +1,9 @@
-"""The one exception type a user can cause.
+"""Re-export of the one user-error type, which lives at the bottom of the dependency chain.
 
-Everything that is the user's fault (a bad path, a malformed CSV, a store built with other
-settings) raises `UserError` with a single line that names the file and says what to do.
-The CLI prints that line and exits non-zero, without a traceback; anything else is a bug
-and keeps its traceback.
+`manifests` is the lowest package (trainers -> featurestore -> manifests), so `UserError` is
+defined there and every package raises the same class; the CLI catches it once.
 """
 
+from manifests.errors import UserError
 
-class UserError(Exception):
-    """A problem with the user's input, reported as one line and exit status 2."""
-
-    exit_code = 2
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+__all__ = ["UserError"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -9,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-import featurestore
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.io import frame, to_arrow
 from manifests.schema import SPLITS, Manifest, ManifestMeta
 from manifests.split import DEFAULT_RATIOS, deviations_pp, normalise_ratios, parse_ratios, stratified_split
 
 SplitArg = str | Sequence[float] | None
+# The distribution's version (pyproject.toml is its one source), recorded in every manifest.
+WRITER_VERSION = importlib.metadata.version("featurestore")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def assemble(clips: Clips, ratios: tuple[float, float, float] | None, seed: int,
         group_by=clips.group_by,
         dropped=dropped,
         options=clips.options,
-        version=featurestore.__version__,
+        version=WRITER_VERSION,
     )
     # through Arrow, so that the table is exactly (dtypes included) what loading the file gives
     return Manifest(frame(to_arrow(Manifest(pd.DataFrame(columns), meta))), meta)

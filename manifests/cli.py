@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     common.add_argument(
         "--out", required=True, type=Path, metavar="FILE.parquet", help="manifest to write (atomically)"
     )
-    common.add_argument("--seed", type=int, default=0, help="seed of the split's tie-breaking (default 0)")
+    common.add_argument("--seed", type=int, default=0, help="seed of the split's tie-breaks and restarts (default 0)")
     common.add_argument(
         "--check-audio", action="store_true", help="verify that every clip's file exists under the audio root"
     )
@@ -121,7 +121,7 @@ def _adapter_call(args: argparse.Namespace):
 
 
 def _build(args: argparse.Namespace) -> int:
-    from featurestore.errors import UserError
+    from manifests.errors import UserError
     from manifests import io, paths, report
 
     if not args.out.parent.is_dir():

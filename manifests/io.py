@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.schema import Manifest, ManifestMeta, validate
 
 _REQUIRED_TYPES = {

@@ -28,9 +28,10 @@ def groups_in_several_splits(manifest: Manifest) -> int:
 
 def split_line(manifest: Manifest) -> str:
     meta = manifest.meta
-    ratios = "/".join(f"{100 * r:.1f}".removesuffix(".0") for r in meta.split_ratios)
-    seed = "" if meta.seed is None else f", seed {meta.seed}"
-    return f"split {meta.split_method} ({ratios}{seed}), groups: {meta.group_by or 'none'}"
+    details = ["/".join(f"{100 * r:.1f}".removesuffix(".0") for r in meta.split_ratios)] if meta.split_ratios else []
+    details += [] if meta.seed is None else [f"seed {meta.seed}"]
+    shown = f" ({', '.join(details)})" if details else ""
+    return f"split {meta.split_method or 'unrecorded'}{shown}, groups: {meta.group_by or 'none'}"
 
 
 def summary(manifest: Manifest, out: str) -> str:

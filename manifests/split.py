@@ -24,14 +24,14 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.schema import SPLITS
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 _EPS = 1e-12
 _MAX_STEPS = 20_000
 _MAX_SWAP_PAIRS = 100_000
-_MAX_ATTEMPTS = 8
+_MAX_ATTEMPTS = 32
 _PLACEMENT_BUDGET = 40_000  # groups placed over all attempts
 
 

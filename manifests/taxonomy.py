@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tomllib
 
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.textio import check_utf8, read_bytes
 
 

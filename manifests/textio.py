@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.paths import first_invalid_path
 
 

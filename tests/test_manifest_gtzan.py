@@ -67,6 +67,8 @@ def test_other_audio_formats_and_non_audio_files(tmp_path):
 
 
 def test_bad_split_lists(tree, reference, tmp_path):
+    with pytest.raises(UserError, match="give --split or --split-lists, not both"):
+        gtzan(tree, split="filtered", split_lists=tmp_path)
     with pytest.raises(UserError, match="two test lists"):
         gtzan(tree, split_lists=reference / "gtzan" / "coreyker__dnn-mgr" / "gtzan")
     lists = tmp_path / "lists"

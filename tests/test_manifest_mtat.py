@@ -227,6 +227,8 @@ def test_bad_annotation_files(tmp_path, reference):
         mtat(tmp_path / "empty.csv", group="none")
     with pytest.raises(UserError, match="cannot read .*nope.csv"):
         mtat(tmp_path / "nope.csv", group="none")
+    with pytest.raises(UserError, match="is a folder; give the file inside it"):
+        mtat(tmp_path, group="none")
     taxonomy_ok = small_annotations(tmp_path)
     with pytest.raises(UserError, match="tag 'hard rock'"):  # mtat-7 needs MTAT's real tag columns
         mtat(taxonomy_ok, group="none")

@@ -176,7 +176,7 @@ class InputPipeline(nn.Module):
         parts = [p.expand(-1, views, *p.shape[2:]) if p.shape[1] == 1 else p for p in parts]
         flat = [p.reshape(-1, *p.shape[2:]) for p in parts]
         b = parts[0].shape[0]
-        if "valid" in batch and not train:
+        if not train and self.config.explode_segments:  # a track's views are its decoded segments
             weights = batch["valid"].float()
         else:
             weights = torch.ones(b, views, device=flat[0].device)

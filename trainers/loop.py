@@ -27,7 +27,7 @@ from trainers.config import RESUMABLE_CHANGES, TrainConfig, load_run
 from trainers.data import EvalDataset, StreamingDataset
 from trainers.evaluate import evaluate_model, write_evaluation
 from trainers.io import atomic_path, write_json, write_text
-from trainers.models import count_parameters
+from trainers.models import check_input_kind, count_parameters
 from trainers.prepare import Data, folds, open_data, require
 from trainers.runtime import autocast, infer, make_loader, make_model, resolve_device, to_device
 from trainers.tasks import DEFAULT_MONITOR, MONITORS
@@ -243,6 +243,7 @@ def _prepare_out(config: TrainConfig) -> None:
 
 def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     """Train (and cross-validate with --folds), then test the best checkpoint. Returns the test summary."""
+    check_input_kind(config.model, config.input.kind)
     _prepare_out(config)
     data = open_data(config.store, config.input, task=config.task, allow_partial=config.allow_partial)
     monitor = config.monitor or DEFAULT_MONITOR[data.task.name]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from trainers.io import atomic_path, write_text
 from trainers.tasks import Evaluation
@@ -37,6 +38,8 @@ def plot_curves(history: pd.DataFrame, path: Path, monitor: str) -> Path:
         metric_ax.plot(history["epoch"], history[col], marker="o", label=col, linewidth=2.5 if col == monitor else 1.2)
     metric_ax.set(xlabel="epoch", title=f"validation metrics (checkpoint by {monitor})")
     metric_ax.legend()
+    for ax in (loss_ax, metric_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
 
 

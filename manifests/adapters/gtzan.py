@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.assemble import Clips, SplitArg, assemble, split_choice
 from manifests.paths import scan_audio
 from manifests.schema import SPLITS, Manifest

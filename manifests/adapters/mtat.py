@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from featurestore.errors import UserError
+from manifests.errors import UserError
 from manifests.assemble import Clips, SplitArg, assemble, label_lists, split_choice
 from manifests.schema import Manifest
 from manifests.taxonomy import MTAT_7, Taxonomy, load_taxonomy, top_tags

@@ -1,0 +1,16 @@
+"""The one exception type a user can cause.
+
+Everything that is the user's fault (a bad path, a malformed CSV, a store built with other
+settings) raises `UserError` with a single line that names the file and says what to do.
+The CLI prints that line and exits non-zero, without a traceback; anything else is a bug
+and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line and exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
