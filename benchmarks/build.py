@@ -21,8 +21,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 
-import numpy as np
-
 from benchmarks.context import Context
 from benchmarks.results import Section, Table, Target, fmt
 from benchmarks.timing import Contender, alternate
@@ -51,16 +49,20 @@ def profile_stages(paths: list[str], spec) -> dict[str, float]:
     from featurestore.audio import decode
     from featurestore.extract import FeatureExtractor
 
-    torch.set_num_threads(1)
-    extract = FeatureExtractor(spec)
-    t_decode = t_extract = 0.0
-    for p in paths:
-        t0 = time.perf_counter()
-        samples = decode(p, spec).samples
-        t1 = time.perf_counter()
-        extract(samples)
-        t_extract += time.perf_counter() - t1
-        t_decode += t1 - t0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a build worker
+    try:
+        extract = FeatureExtractor(spec)
+        t_decode = t_extract = 0.0
+        for p in paths:
+            t0 = time.perf_counter()
+            samples = decode(p, spec).samples
+            t1 = time.perf_counter()
+            extract(samples)
+            t_extract += time.perf_counter() - t1
+            t_decode += t1 - t0
+    finally:
+        torch.set_num_threads(threads)
     return {"decode": t_decode / len(paths), "features": t_extract / len(paths)}
 
 
@@ -163,7 +165,9 @@ def run(ctx: Context) -> Section:
         ],
         notes=[
             f"Shards of {shard} clips ({len(groups)} tasks); the decode-only ceiling uses the same grouping.",
-            "The build's fixed start-up cost (starting a LocalCluster, importing torch in the workers) is not in "
-            "these numbers: see the scaling section's fit, which runs `build_store(workers=2)` end to end.",
+            "The build's one-off start-up cost (a LocalCluster whose workers import torch) is not in these "
+            "numbers: the scaling section measures it, `build_store(workers=2)` end to end against warm workers.",
+            "(b) runs in the build's own worker processes, so its RSS includes what the build imported there "
+            "(torch); the librosa process holds only librosa's imports.",
         ],
     )

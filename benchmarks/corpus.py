@@ -25,20 +25,21 @@ class Flavour:
     channels: int
     seconds: float
     per_style: int  # distinct renders per style in a full run
+    quick_per_style: int = 1  # ... and with --quick (3-s clips)
 
 
 FLAVOURS = {
     f.name: f
     for f in (
         # MagnaTagATune: 29.1-s clips, 16 kHz mono MP3 (32 kbit/s in the real download).
-        Flavour("mtat", "MP3", 16_000, 1, 29.1, per_style=64),
+        Flavour("mtat", "MP3", 16_000, 1, 29.1, per_style=64, quick_per_style=3),  # 3: a train, valid and test clip
         # FMA: 30-s clips, 44.1 kHz stereo MP3.
         Flavour("fma", "MP3", 44_100, 2, 30.0, per_style=4),
         # GTZAN: 30-s clips, 22,050 Hz mono 16-bit WAV.
         Flavour("gtzan", "WAV", 22_050, 1, 30.0, per_style=4),
     )
 }
-QUICK_PER_STYLE, QUICK_SECONDS = 3, 3.0
+QUICK_SECONDS = 3.0
 # Split of a style's k-th render by k mod 10: 7 train, 1 valid, 2 test, each split reached early.
 SPLIT_CYCLE = ("train", "valid", "test", "train", "train", "test", "train", "train", "train", "train")
 
@@ -50,19 +51,22 @@ class Corpus:
     manifest: Path
 
 
-def renders(ctx: Context, flavour: Flavour):
+def renders(ctx: Context, flavour: Flavour) -> list[tuple[Path, str, int]]:
     """The flavour's cached corpus: (file, style, k) with the k-th clip of every style in turn."""
     from featurestore.synth.corpus import CorpusConfig, generate_corpus
 
-    per_style, seconds = (QUICK_PER_STYLE, QUICK_SECONDS) if ctx.quick else (flavour.per_style, flavour.seconds)
+    per_style, seconds = (flavour.quick_per_style, QUICK_SECONDS) if ctx.quick else (flavour.per_style, flavour.seconds)
     config = CorpusConfig(
         root=ctx.cache / "audio" / f"{flavour.name}-{per_style}x8-{seconds:g}s", clips_per_style=per_style,
         seconds=seconds, n_broken=0, formats=(flavour.format,), sample_rates=(flavour.sample_rate,),
         channels=(flavour.channels,),
     )
-    if not (config.root / "corpus.json").exists():
-        ctx.log(f"rendering {per_style * 8} {flavour.name} clips of {seconds:g} s into {config.root} (cached)")
-    report = generate_corpus(config, workers=os.cpu_count() or 1)
+
+    def progress(done: int, total: int) -> None:
+        if done % 64 == 0 or done == total:
+            ctx.log(f"  {flavour.name} audio: {done}/{total} clips of {seconds:g} s in {config.root} (kept for next time)")
+
+    report = generate_corpus(config, progress, workers=os.cpu_count() or 1)
     by_style: dict[str, list[Path]] = {}
     for clip in report.clips:
         by_style.setdefault(clip.labels[0], []).append(report.root / clip.path)
@@ -96,7 +100,8 @@ def corpus(ctx: Context, flavour: str, n: int) -> Corpus:
 
 def distinct(ctx: Context, flavour: str) -> int:
     """How many different renders stand behind a flavour's clips in this run."""
-    return (QUICK_PER_STYLE if ctx.quick else FLAVOURS[flavour].per_style) * 8
+    f = FLAVOURS[flavour]
+    return (f.quick_per_style if ctx.quick else f.per_style) * 8
 
 
 def seconds(ctx: Context, flavour: str) -> float:

@@ -181,10 +181,22 @@ def option_rows(data: np.ndarray, timings: dict[str, list[Timing]], random_reads
 
 # ---- 3. bounded error ----------------------------------------------------------------------
 
-def error_row(label: str, back: np.ndarray, reference: np.ndarray, per_clip: float) -> list[str]:
-    err = back.astype(np.float64) - reference
-    return [label, f"{np.abs(err).max():.5f}", f"{np.sqrt(np.mean(err ** 2)):.5f}", f"{per_clip:,.0f}",
-            f"{per_clip * MTAT_CLIPS / 1e9:.3f} GB"]
+@dataclass(frozen=True)
+class Error:
+    """How far an encoding's read-back log-mel lies from the float32 features, and what it costs."""
+
+    max: float
+    rms: float
+    bytes_per_clip: float
+
+    def row(self, label: str) -> list[str]:
+        return [label, f"{self.max:.5f}", f"{self.rms:.5f}", f"{self.bytes_per_clip:,.0f}",
+                f"{self.bytes_per_clip * MTAT_CLIPS / 1e9:.3f} GB"]
+
+
+def error(back: np.ndarray, reference: np.ndarray, bytes_per_clip: float) -> Error:
+    err = back.astype(np.float64) - reference.astype(np.float64)
+    return Error(float(np.abs(err).max()), float(np.sqrt(np.mean(err**2))), bytes_per_clip)
 
 
 ERROR_COLUMNS = ["encoding of log-mel", "max abs error dB", "RMS error dB", "B/clip", "MTAT"]
@@ -194,29 +206,28 @@ def quantized_label(step: float) -> str:
     return f"`quantized:{step:g}` (step 1/{round(1 / step)} dB)"
 
 
-def quantized_sweep(ctx: Context, logmel32: np.ndarray, sizes: Sizes) -> tuple[list[list[str]], dict[str, float]]:
+def quantized_sweep(ctx: Context, logmel32: np.ndarray, sizes: Sizes) -> dict[str, Error]:
     """float16 (the store default) and each `quantized:STEP`, against the float32 features."""
-    from benchmarks.zarr_options import stored_bytes, write_array
-
     import zarr
     from zarr.storage import LocalStore
 
-    rows, per_clip = [], {}
+    from benchmarks.zarr_options import stored_bytes, write_array
+
+    results = {}
     options = [("float16, `blosc-zstd` (store default)", store_codec("blosc-zstd"), logmel32.astype(np.float16))]
     options += [(quantized_label(s), store_codec(f"quantized:{s:g}"), logmel32) for s in sizes.steps]
     for label, encoding, data in options:
         path = ctx.work / "quantized.zarr"
         write_array(path, data, Layout(label, encoding, sizes.chunk, sizes.shard))
         back = zarr.open_array(LocalStore(path, read_only=True), path="x")[:]
-        per_clip[label] = stored_bytes(path) / len(data)
-        rows.append(error_row(label, back, logmel32.astype(np.float64), per_clip[label]))
-        ctx.log(f"  {label}: {per_clip[label]:,.0f} B/clip, max error {rows[-1][1]} dB")
-    return rows, per_clip
+        results[label] = error(back, logmel32, stored_bytes(path) / len(data))
+        ctx.log(f"  {label}: {results[label].bytes_per_clip:,.0f} B/clip, max error {results[label].max:.5f} dB")
+    return results
 
 
 # ---- 4. end to end: stores built by build_store, and a model trained on each ------------------
 
-def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
+def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[dict[str, Error], dict[str, dict[str, float]]]:
     """Build the demo corpus twice (float16, quantized), check the stored error, train and test."""
     from featurestore.build import build_store
     from featurestore.spec import preset
@@ -230,7 +241,7 @@ def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[list[list[str]], dict[s
     from benchmarks.zarr_options import stored_bytes
 
     demo = corpus(ctx, "mtat", sizes.model_clips)
-    error_rows, metrics, reference = [], {}, None
+    errors, metrics, reference = {}, {}, None
     for codec in CODECS:
         spec = preset("mtat-seed").replace(features=("logmel",), codec=codec)
         url = ctx.work / f"demo-{codec.replace(':', '-')}.zarr"
@@ -240,9 +251,8 @@ def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[list[list[str]], dict[s
         store = open_store(url)
         if reference is None:  # float32 features of the clips in store order
             reference = float32_features([str(demo.root / p) for p in store.manifest["path"]], spec)["logmel"]
-        per_clip = stored_bytes(url / "logmel") / store.n_clips
-        error_rows.append(error_row(f"store written by `build_store --codec {codec}` ({store.n_clips} clips)",
-                                    store.array("logmel")[:], reference.astype(np.float64), per_clip))
+        errors[f"store written by `build_store --codec {codec}` ({store.n_clips} clips)"] = error(
+            store.array("logmel")[:], reference, stored_bytes(url / "logmel") / store.n_clips)
     for codec in CODECS:
         url = ctx.work / f"demo-{codec.replace(':', '-')}.zarr"
         ctx.log(f"  train {MODEL} for {sizes.epochs} epochs on the {codec} store")
@@ -250,7 +260,7 @@ def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[list[list[str]], dict[s
                              input=InputConfig("logmel", crop_frames=CROP_FRAMES, eval_crops=EVAL_CROPS),
                              epochs=sizes.epochs, device="cpu", seed=0, num_workers=2)
         metrics[codec] = train(config, progress=False)["test"]
-    return error_rows, metrics
+    return errors, metrics
 
 
 def run(ctx: Context) -> Section:
@@ -274,13 +284,13 @@ def run(ctx: Context) -> Section:
     ctx.log("chunk / shard shapes")
     shape_rows, _ = option_rows(logmel16, round_robin(ctx, logmel16, shape_layouts(sizes), sizes), sizes.random_reads)
     ctx.log("bounded-error codec: step sweep")
-    error_rows, quantized_bytes = quantized_sweep(ctx, logmel32, sizes)
+    sweep = quantized_sweep(ctx, logmel32, sizes)
     ctx.log(f"bounded-error codec end to end, and {MODEL} trained on the float16 and the quantized store")
-    store_rows, metrics = trained_on_each(ctx, sizes)
+    stored, metrics = trained_on_each(ctx, sizes)
     f16, quant = (metrics[c] for c in CODECS)
     deltas = {k: quant[k] - f16[k] for k in ("accuracy", "roc_auc_macro", "macro_f1")}
-    quant_gb = quantized_bytes[quantized_label(STEP)] * MTAT_CLIPS / 1e9
-    quant_max = float(error_rows[[r[0] for r in error_rows].index(quantized_label(STEP))][1])
+    chosen = sweep[quantized_label(STEP)]
+    quant_gb, quant_max = chosen.bytes_per_clip * MTAT_CLIPS / 1e9, chosen.max
 
     tables = [
         table1,
@@ -292,7 +302,7 @@ def run(ctx: Context) -> Section:
         Table(f"Bounded error: log-mel encodings against the float32 features of the same clips "
               f"(float16's own worst rounding over -100…+40 dB is 1/32 = {FLOAT16_MAX_ERROR:.5f} dB); "
               f"the last two rows are whole stores written by `build_store`",
-              ERROR_COLUMNS, error_rows + store_rows),
+              ERROR_COLUMNS, [e.row(label) for label, e in (sweep | stored).items()]),
         Table(f"The same trained model ({MODEL} on random {CROP_FRAMES}-frame crops, seed 0, {sizes.epochs} epochs, "
               f"CPU; tested on {EVAL_CROPS} crops per clip) on the float16 and the "
               f"`quantized:{STEP:g}` store of a {sizes.model_clips}-clip demo corpus (8 synth styles, "
@@ -302,7 +312,7 @@ def run(ctx: Context) -> Section:
                for c, m in metrics.items()]
               + [["difference", *(f"{deltas[k]:+.4f}" for k in ("accuracy", "roc_auc_macro", "macro_f1"))]]),
     ]
-    plot = plot_footprint(ctx, principle_gb, codec_gb, {k: v * MTAT_CLIPS / 1e9 for k, v in quantized_bytes.items()})
+    plot = plot_footprint(ctx, principle_gb, codec_gb, {k: e.bytes_per_clip * MTAT_CLIPS / 1e9 for k, e in sweep.items()})
     return Section(
         name="footprint",
         title="Footprint",

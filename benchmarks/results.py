@@ -66,10 +66,6 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:,.{digits}g}"
 
 
-def mb(n_bytes: float) -> str:
-    return f"{n_bytes / 1e6:,.2f} MB"
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -97,7 +97,3 @@ def alternate(contenders: list[Contender], repeats: int, log: Callable[[str], No
             runs[c.name].peak_rss.append(peak)
             log(f"  round {r + 1}/{repeats} {c.name}: {seconds:.2f} s, peak RSS {peak / 2**20:.0f} MiB")
     return runs
-
-
-def this_process() -> list[int]:
-    return [psutil.Process().pid]

@@ -49,8 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--shard-size", type=int, metavar="CLIPS",
                    help="clips per shard, a multiple of 8 (default: from the manifest size)")
     b.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment local workers start with (KEY= unsets it); MALLOC_TRIM_THRESHOLD_=65536 "
-                        "restores Dask's default, which the build unsets because it slowed tasks ~3x")
+                   help="environment local workers start with (KEY= unsets it). The build fixes glibc's "
+                        "MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ (Dask's default trim setting slowed "
+                        "tasks up to 3x here)")
     b.add_argument("--overwrite", action="store_true", help="replace whatever is at --out")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)

@@ -3,8 +3,8 @@
 A store is one Zarr v3 group. Every per-clip array has the clip as its first axis (manifest
 order), chunks of `chunk_clips` clips for random access and shards of `shard_clips` clips as
 the unit of writing: a build task writes whole shards only, because the sharding codec loses
-data when two writers share a shard. Beside the arrays sit `manifest.parquet` (the manifest
-rows in store order plus `error`) and `commits/shard-NNNNN.json`, one small record per finished
+data when two writers share a shard. Beside the arrays sit `manifest/manifest.parquet` (the
+manifest rows in store order plus `error`) and `commits/shard-NNNNN.json`, one small record per finished
 shard written atomically by the build driver alone, so a killed or concurrent build can never
 leave a half-updated shared record behind.
 """
@@ -31,13 +31,16 @@ from featurestore.spec import FeatureSpec
 FORMAT_VERSION = 1
 ATTRS_KEY = "featurestore"
 PENDING, OK, FAILED = 0, 1, 2
-MANIFEST_FILE = "manifest.parquet"
+MANIFEST_DIR = "manifest"
+MANIFEST_FILE = f"{MANIFEST_DIR}/manifest.parquet"
 COMMITS_DIR = "commits"
 CHUNK_CLIPS = 8
 MAX_SHARD_CLIPS = 512
 MAX_SHARD_BYTES = 64 * 2**20  # of the largest array, before compression
 # Per-feature statistics: the axis they are kept along (the others are reduced).
-STAT_DIMS = {"logmel": "mel", "mfcc": "mfcc", "handcrafted": "descriptor"}
+# The MFCC axis is "coefficient", not "mfcc": xarray would make an array named like its own
+# dimension a coordinate instead of a data variable.
+STAT_DIMS = {"logmel": "mel", "mfcc": "coefficient", "handcrafted": "descriptor"}
 
 
 @dataclass(frozen=True)
@@ -56,14 +59,15 @@ class ClipArray:
 
 def clip_arrays(spec: FeatureSpec) -> dict[str, ClipArray]:
     """The per-clip arrays a spec implies: its features, then `status` and `length`."""
-    from featurestore.handcrafted import DESCRIPTOR_NAMES
-
     shapes = {
         "logmel": (("clip", "mel", "frame"), (spec.n_mels, spec.n_frames), "float16"),
-        "mfcc": (("clip", "mfcc", "frame"), (spec.n_mfcc, spec.n_frames), "float16"),
+        "mfcc": (("clip", "coefficient", "frame"), (spec.n_mfcc, spec.n_frames), "float16"),
         "waveform": (("clip", "crop", "sample"), (spec.crops, spec.crop_samples), "float16"),
-        "handcrafted": (("clip", "segment", "descriptor"), (spec.n_segments, len(DESCRIPTOR_NAMES)), "float32"),
     }
+    if "handcrafted" in spec.features:
+        from featurestore.handcrafted import DESCRIPTOR_NAMES  # imports librosa: only when needed
+
+        shapes["handcrafted"] = (("clip", "segment", "descriptor"), (spec.n_segments, len(DESCRIPTOR_NAMES)), "float32")
     arrays = {f: ClipArray(f, *shapes[f]) for f in spec.features}
     arrays["status"] = ClipArray("status", ("clip",), (), "uint8")
     arrays["length"] = ClipArray("length", ("clip",), (), "int64")
@@ -241,9 +245,12 @@ def create_missing_nodes(group: Any, spec: FeatureSpec, layout: Layout) -> None:
     """Create the nodes a killed build had not created yet (all of them when fresh)."""
     from featurestore import codecs
 
-    if node(group, COMMITS_DIR) is None:
-        # A (memberless) group, so that zarr and xarray see a hierarchy component, not a stray folder.
-        group.create_group(COMMITS_DIR, attributes={ATTRS_KEY: "one JSON commit record per finished shard"})
+    # Memberless groups around the non-Zarr files, so that zarr and xarray list the store
+    # without warning about objects that are not part of the hierarchy.
+    for folder, what in ((COMMITS_DIR, "one JSON commit record per finished shard"),
+                         (MANIFEST_DIR, "manifest.parquet: the manifest rows in store order, with an error column")):
+        if node(group, folder) is None:
+            group.create_group(folder, attributes={ATTRS_KEY: what})
 
     codec = codecs.parse(spec.codec)
     for a in clip_arrays(spec).values():
@@ -266,8 +273,7 @@ def create_missing_nodes(group: Any, spec: FeatureSpec, layout: Layout) -> None:
 
 
 def node(group: Any, name: str) -> Any:
-    """`group[name]`, or None. Looks the name up rather than listing the group (zarr warns that
-    manifest.parquet is no Zarr node), and mutes zarr's warning that the quantized codec's numcodecs
+    """`group[name]`, or None. Mutes zarr's warning that the quantized codec's numcodecs
     filter is outside the v3 core spec (zarr-python reads it all the same)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -26,7 +26,7 @@ STYLES = ("ambient", "classical", "electronic", "rock")
 # 1.5 s at 8 kHz: 47 frames of 24 mel bands, two 4000-sample waveform crops, three 0.5-s segments.
 SPEC = FeatureSpec(
     features=("logmel", "mfcc", "waveform", "handcrafted"), sample_rate=8000, duration=1.5, n_fft=256, hop=256,
-    n_mels=24, n_mfcc=13, crop_samples=4000, crops=2, segment_seconds=0.5,
+    n_mels=24, n_mfcc=13, crop_samples=8000, crops=2, segment_seconds=0.5,
 )
 FORMATS = ("WAV", "FLAC")  # encoding MP3/OGG costs more than these tests need
 
@@ -43,7 +43,7 @@ class Stores:
 @pytest.fixture(scope="session")
 def trainer_stores(tmp_path_factory, dask_cluster) -> Stores:
     base = tmp_path_factory.mktemp("trainer-stores")
-    genres = generate_corpus(CorpusConfig(root=base / "genre-corpus", clips_per_style=14, seconds=SPEC.duration,
+    genres = generate_corpus(CorpusConfig(root=base / "genre-corpus", clips_per_style=20, seconds=SPEC.duration,
                                           styles=STYLES, n_broken=3, formats=FORMATS))
     manifests.save(manifests.adapters.folder(genres.root / "genres", split="60/20/20", seed=0), base / "genres.parquet")
     tags = generate_corpus(CorpusConfig(root=base / "tag-corpus", clips_per_style=12, seconds=SPEC.duration,

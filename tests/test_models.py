@@ -106,7 +106,8 @@ def test_pipeline_normalises_with_the_store_stats_and_averages_views():
     raw = torch.randn(2, 32, SMALL.n_frames).to(torch.float16) * 10 - 30
     x, w = pipe({"logmel": raw}, train=False)
     assert x.shape == (6, 1, 32, 8) and w.shape == (2, 3)
-    first = (raw[0, :, :8].float() - torch.from_numpy(mean)[:, None]) / torch.from_numpy(np.where(std > 0, std, 1))[:, None]
+    safe_std = torch.from_numpy(np.where(std > 0, std, 1))
+    first = (raw[0, :, :8].float() - torch.from_numpy(mean)[:, None]) / safe_std[:, None]
     assert torch.allclose(x[0, 0], first)
     probs = torch.tensor([[0.1], [0.2], [0.6], [1.0], [1.0], [0.0]])
     assert torch.allclose(average_views(probs, torch.tensor([[1.0, 1, 1], [1, 1, 0]])), torch.tensor([[0.3], [1.0]]))

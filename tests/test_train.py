@@ -23,21 +23,31 @@ from trainers.runtime import infer, make_loader, make_model
 
 pytest_plugins = ["helpers_store", "helpers_trainers"]
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and stay fast on a machine shared with other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = ["--batch-size", "8", "--num-workers", "0", "--no-augment"]
 TIMING = ["seconds", "samples_per_s"]
-# Per model: extra options for a short run that must clearly beat chance (4 balanced genres:
-# accuracy 0.25, ROC-AUC 0.5). The defaults are the published recipes; these are 3-epoch runs.
+# Per model: options for a short run that must clearly beat chance (4 balanced genres: accuracy
+# 0.25, ROC-AUC 0.5). Models with batch norm deep in the net need more steps before their
+# running statistics serve evaluation, hence more epochs or smaller batches.
 RECIPES = {
     "mlp": ["--epochs", "3"],
     "cnn4": ["--epochs", "3", "--crop-frames", "32", "--eval-crops", "3", "--augment"],
     "cnn3": ["--epochs", "3", "--lr", "3e-3", "--class-weights", "balanced"],
-    "nnet1": ["--epochs", "3", "--lr", "3e-3", "--crop-samples", "3200", "--eval-crops", "3", "--augment"],
-    "nnet2": ["--epochs", "3", "--lr", "3e-3"],
-    "mixnet": ["--epochs", "3", "--lr", "3e-3"],
+    "nnet1": ["--epochs", "6", "--batch-size", "4"],
+    "nnet2": ["--epochs", "6", "--lr", "3e-3"],
+    "mixnet": ["--epochs", "6", "--batch-size", "4"],
     "ffnn": ["--epochs", "3", "--lr", "3e-3"],
     "cnn1d_features": ["--epochs", "3", "--lr", "3e-3", "--segments", "flat"],
-    "c2f": ["--epochs", "3", "--lr", "3e-3"],
+    "c2f": ["--epochs", "8"],
 }
 
 
@@ -62,10 +72,11 @@ def test_every_model_trains_from_the_cli_and_beats_chance(model, trainer_stores,
     run = tmp_path / model
     assert _train(capsys, trainer_stores.genres, run, "--model", model, *RECIPES[model]) == 0
     metrics = _metrics(run)
-    assert metrics["split"] == "test" and metrics["n_clips"] == 11
-    assert metrics["roc_auc_macro"] > 0.7 and metrics["accuracy"] > 0.4, metrics
+    test = open_store(trainer_stores.genres).manifest.query("split == 'test' and error == ''")
+    assert metrics["split"] == "test" and metrics["n_clips"] == len(test)
+    assert metrics["roc_auc_macro"] > 0.75 and metrics["accuracy"] > 0.4, metrics
     history = pd.read_csv(run / "history.csv")
-    assert list(history["epoch"]) == [1, 2, 3] and np.isfinite(history[["train_loss", "val_loss"]]).all().all()
+    assert len(history) == int(RECIPES[model][1]) and np.isfinite(history[["train_loss", "val_loss"]]).all().all()
     for name in ("config.json", "best.pt", "last.pt", "report.md", "curves.png", "confusion.png", "per_class.png"):
         assert (run / name).is_file(), name
     for png in run.glob("*.png"):
@@ -183,11 +194,12 @@ def test_incomplete_store_is_refused_naming_the_pending_clips(interrupted_store,
 
 
 def test_wrong_input_kind_or_missing_feature_is_one_clear_line(trainer_stores, tmp_path, capsys):
-    assert main(["train", trainer_stores.genres, "--model", "nnet1", "--input", "logmel", "--out", str(tmp_path / "a")]) == 2
+    genres, tags = trainer_stores.genres, trainer_stores.tags
+    assert main(["train", genres, "--model", "nnet1", "--input", "logmel", "--out", str(tmp_path / "a")]) == 2
     assert "nnet1 reads waveform input, not logmel" in capsys.readouterr().err
-    assert main(["train", trainer_stores.tags, "--model", "ffnn", "--out", str(tmp_path / "b")]) == 2
+    assert main(["train", tags, "--model", "ffnn", "--out", str(tmp_path / "b")]) == 2
     assert "has no handcrafted features" in capsys.readouterr().err
-    assert main(["train", trainer_stores.tags, "--model", "mlp", "--task", "multiclass", "--out", str(tmp_path / "c")]) == 2
+    assert main(["train", tags, "--model", "mlp", "--task", "multiclass", "--out", str(tmp_path / "c")]) == 2
     assert "carry several labels" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -208,3 +220,14 @@ def test_cross_validation_keeps_groups_apart_and_reports_mean_and_std(trainer_st
         assert not set(data.groups[train]) & set(data.groups[held])
     for k in (1, 2, 3):
         assert (run / f"fold_{k}" / "best.pt").is_file() and (run / f"fold_{k}" / "metrics.json").is_file()
+
+
+def test_plateau_scheduler_and_early_stopping(trainer_stores, tmp_path, capsys):
+    # ffnn has no batch norm: with a vanishing learning rate its validation accuracy cannot move
+    run = tmp_path / "stop"
+    assert _train(capsys, trainer_stores.genres, run, "--model", "ffnn", "--epochs", "6", "--lr", "1e-9",
+                  "--weight-decay", "0", "--lr-patience", "0", "--patience", "2") == 0
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]  # epoch 1 best, two epochs without improvement, stop
+    assert list(history["lr"]) == pytest.approx([1e-9, 1e-9, 5e-10])
+    assert _metrics(run)["epoch"] == 1

@@ -29,7 +29,7 @@ class AugmentConfig:
     feature_noise_sigma: float = 0.015
 
     @classmethod
-    def off(cls) -> "AugmentConfig":
+    def off(cls) -> AugmentConfig:
         return cls(wave_noise_p=0.0, wave_mask_p=0.0, time_mask_p=0.0, freq_mask_p=0.0, feature_noise_p=0.0)
 
 

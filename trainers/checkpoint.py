@@ -24,4 +24,6 @@ def load(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: the user's to fix, not a bug
-        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}): retrain or restore the file") from None
+        raise UserError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}): retrain or restore the file"
+        ) from None

@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
     p.add_argument("--input", help="input kind (default: the model's natural one): logmel, mfcc, waveform, "
                                    "handcrafted, waveform+mfcc")
-    p.add_argument("--task", choices=("multilabel", "multiclass"), help="default: multilabel if any clip has several labels")
+    p.add_argument("--task", choices=("multilabel", "multiclass"),
+                   help="default: multilabel if any clip has several labels")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -39,9 +40,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--class-weights", choices=("balanced",))
     p.add_argument("--crop-frames", type=int, help="train on random log-mel/MFCC windows of this many frames")
     p.add_argument("--crop-samples", type=int, help="train on random waveform windows of this many samples")
-    p.add_argument("--eval-crops", type=int, default=1, help="evaluate on K evenly spaced windows, averaged (default 1: centre)")
+    p.add_argument("--eval-crops", type=int, default=1,
+                   help="evaluate on K evenly spaced windows, averaged (default 1: the centre one)")
     p.add_argument("--segments", choices=("split", "flat"), default="split",
-                   help="handcrafted input: one sample per segment, evaluated per track (split), or all segments as one vector")
+                   help="handcrafted input: one sample per segment, evaluated per track (split), "
+                        "or all segments as one vector (flat)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="train-time augmentation with the FMA report's recipes (default on)")
     p.add_argument("--aug-prob", type=float, default=0.5, help="probability of each augmentation (default 0.5)")

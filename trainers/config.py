@@ -69,7 +69,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         d["input"] = InputConfig(**d["input"])
         d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
@@ -77,7 +77,8 @@ class TrainConfig:
 
     def workers(self) -> int:
         """The requested DataLoader workers, never more than the cores this process may use."""
-        return max(0, min(self.num_workers, len(os.sched_getaffinity(0))))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(0, min(self.num_workers, cores))
 
 
 def load_run(run: str | os.PathLike) -> dict[str, Any]:

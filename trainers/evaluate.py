@@ -57,8 +57,8 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     data = open_data(store or config.store, config.input, task=resolved["task"], allow_partial=config.allow_partial,
                      expect_hash=resolved["spec_hash"])
     if list(data.labels) != resolved["labels"]:
-        raise UserError(f"store {data.url} has other labels than the run's ({len(data.labels)} vs {len(resolved['labels'])}): "
-                        "evaluate on a store built from the same vocabulary")
+        raise UserError(f"store {data.url} has other labels than the run's ({len(data.labels)} vs "
+                        f"{len(resolved['labels'])}): evaluate on a store built from the same vocabulary")
     dev = resolve_device(device)
     state = checkpoint.load(Path(run) / which)
     model, pipeline = make_model(config.model, data.spec, config.input, len(data.labels))
@@ -66,7 +66,8 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     pipeline.load_state_dict(state["inputs"])
     model.to(dev)
     pipeline.to(dev)
-    evaluation, loss = evaluate_model(model, pipeline, data, split_for_run(data, resolved, split, config.seed), config, dev)
+    indices = split_for_run(data, resolved, split, config.seed)
+    evaluation, loss = evaluate_model(model, pipeline, data, indices, config, dev)
     evaluation.summary["loss"] = loss
     target = Path(out) if out else Path(run) / f"eval-{split}"
     history_path = Path(run) / "history.csv"

@@ -192,7 +192,8 @@ class Fit:
                 f"lr {row['lr']:.2g}  {row['samples_per_s']:.0f} samples/s", file=sys.stdout,
             )
         if c.patience is not None and self.state["bad_epochs"] >= c.patience and self.state["epoch"] < c.epochs:
-            print(f"early stopping after epoch {self.state['epoch']}: no {self.column} improvement in {c.patience} epochs")
+            print(f"early stopping after epoch {self.state['epoch']}: "
+                  f"no {self.column} improvement in {c.patience} epochs")
         return self.state
 
     def test(self, test: np.ndarray, title: str) -> dict[str, Any]:

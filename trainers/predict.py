@@ -52,8 +52,9 @@ def predict_files(run: str, files: list[str], *, top: int = 5, which: str = chec
             features = extractor(decoded.samples)
         except AudioError as exc:
             raise UserError(f"{f}: cannot use this audio: {exc.reason}") from None
-        batch = {name: torch.from_numpy(features[name].astype(np.float16 if name in FLOAT16_FEATURES else np.float32))[None]
-                 for name in config.input.arrays}
+        stored = {name: features[name].astype(np.float16 if name in FLOAT16_FEATURES else np.float32)
+                  for name in config.input.arrays}  # what the store holds for this clip
+        batch = {name: torch.from_numpy(values)[None] for name, values in stored.items()}
         if "handcrafted" in batch:
             batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), spec))
         batches.append(batch)

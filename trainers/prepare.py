@@ -45,7 +45,8 @@ def check_complete(store, allow_partial: bool) -> None:
         return
     raise UserError(
         f"store {store.url} is still {store.build_state}: {store.n_pending} of {store.n_clips} clips pending; "
-        "finish it by re-running the same `featurestore build` command, or pass --allow-partial to train on its ok clips"
+        "finish it by re-running the same `featurestore build` command, "
+        "or pass --allow-partial to train on its ok clips"
     )
 
 
@@ -115,7 +116,8 @@ def folds(data: Data, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     pool = np.sort(np.concatenate([data.splits["train"], data.splits["valid"]]))
     groups = data.groups[pool]
     if len(np.unique(groups)) < k:
-        raise UserError(f"--folds {k} needs at least {k} groups in train+valid; store {data.url} has {len(np.unique(groups))}")
+        raise UserError(f"--folds {k} needs at least {k} groups in train+valid; "
+                        f"store {data.url} has {len(np.unique(groups))}")
     if data.task.name == "multiclass":
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         parts = splitter.split(pool, data.targets[pool].argmax(1), groups)

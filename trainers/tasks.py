@@ -82,7 +82,8 @@ def _per_class_scores(y: np.ndarray, scores: np.ndarray, labels: list[str], note
     if skipped:
         notes.append(
             f"ROC-AUC and PR-AUC undefined for {len(skipped)} class(es) with only positives or only negatives "
-            f"in this split ({', '.join(skipped[:10])}{', ...' if len(skipped) > 10 else ''}): left out of the macro averages"
+            f"in this split ({', '.join(skipped[:10])}{', ...' if len(skipped) > 10 else ''}): "
+            "left out of the macro averages"
         )
     return roc, pr
 

@@ -31,7 +31,8 @@ def model_table(store: str | None = None, classes: int = 50) -> str:
         else:
             shape = InputConfig(kind).sample_shape(spec)
             params = f"{count_parameters(build_model(info.name, kind, shape, classes)):,}"
-        rows.append((info.name, kind, str(shape).replace(" ", ""), ",".join(info.inputs[1:]) or "-", params, info.source))
+        others = ",".join(info.inputs[1:]) or "-"
+        rows.append((info.name, kind, str(shape).replace(" ", ""), others, params, info.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]

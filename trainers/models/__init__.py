@@ -7,8 +7,9 @@ of a shape error deep inside a conv layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,7 +60,9 @@ def model_info(name: str) -> ModelInfo:
     try:
         return MODELS[name]
     except KeyError:
-        raise UserError(f"unknown model {name!r}: choose from {', '.join(MODELS)} (see `featurestore models`)") from None
+        raise UserError(
+            f"unknown model {name!r}: choose from {', '.join(MODELS)} (see `featurestore models`)"
+        ) from None
 
 
 def check_input_kind(name: str, kind: str) -> None:
