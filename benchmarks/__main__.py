@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import shlex
 import sys
 import tempfile
@@ -27,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("names", nargs="*", default=["all"], choices=[*ORDER, "all"], metavar="BENCHMARK",
                         help=f"one or more of {', '.join(ORDER)}, or all (default)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny inputs, a few seconds per benchmark: a smoke test, not a measurement")
+                        help="tiny inputs (3-s clips, a handful of each; under a minute for all four): "
+                             "a smoke test of every code path, not a measurement")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where RESULTS.md, results/*.json and PNGs go (default {DEFAULT_OUT}, "
                              f"or {QUICK_OUT} with --quick so a smoke test never overwrites the committed results)")
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="featurestore-bench-") as work, contextlib.closing(
         Context(quick=args.quick, out=out, cache=args.cache, work=Path(work))
     ) as ctx:
+        load = os.getloadavg()[0]
+        if not args.quick and load > 0.5:
+            ctx.log(f"warning: load average {load:.2f}: other processes share the cores, so absolute numbers "
+                    "will be low and ratios skewed; RESULTS.md records the load")
         for name in names:
             ctx.log(f"== {name}{' (quick)' if args.quick else ''}")
             machine, date, start = machine_info(), now(), time.perf_counter()

@@ -5,7 +5,8 @@ Same MTAT-like files (16 kHz mono MP3, 29.1 s), one run, alternating A B C A B C
   worker processes (passed as `scheduler=`, set up like the build's own cluster), writing the
   whole store (arrays, commits, statistics, manifest copy);
 - (a) a plain single-process librosa loop doing the same work into one `.npy` per clip and
-  feature (`benchmarks/baselines.py`), in one warm spawned process;
+  feature (`benchmarks/baselines.py`), in one warm spawned process with the libraries' default
+  threading;
 - (b) the decode-only ceiling, soundfile + soxr and nothing else, on **the same Dask cluster**
   (one task per shard-sized group of files, like the build).
 Peak memory is the largest RSS of one worker process (psutil, sampled every 50 ms). A per-stage

@@ -1,4 +1,4 @@
-"""A Dask LocalCluster configured like the build's own, kept warm and shared by project and baseline.
+"""A Dask LocalCluster set up exactly like the build's own, kept warm and shared by project and baseline.
 
 `build_store(workers=N)` starts a fresh cluster per call; the benchmarks keep clusters warm
 instead (workers have imported torch and built their extractor) and hand their address to
@@ -11,41 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
+MALLOC = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")  # glibc's allocator settings in the workers
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int, *, malloc_trim: bool = True) -> Iterator[object]:
-    """A Client on `workers` single-threaded processes; `malloc_trim=False` unsets Dask's
-    MALLOC_TRIM_THRESHOLD_ in the workers (glibc's adaptive default then applies)."""
-    import dask
-    from dask.distributed import Client, LocalCluster
+def local_cluster(workers: int, worker_env: Mapping[str, str | None] | None = None) -> Iterator[object]:
+    """A Client on `workers` single-threaded processes; `worker_env` as in `build_store` (None unsets)."""
+    from dask.distributed import Client
 
-    from featurestore.build import WORKER_ENV
+    from featurestore.build import local_cluster as build_cluster
 
-    env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_ENV}
-    if not malloc_trim:
-        env[MALLOC_TRIM] = None
-    hidden = {MALLOC_TRIM: os.environ.pop(MALLOC_TRIM)} if MALLOC_TRIM in os.environ else {}
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
-        ) as cluster, Client(cluster) as client:
-            yield client
-    finally:
-        os.environ.update(hidden)
+    with build_cluster(workers, worker_env) as cluster, Client(cluster) as client:
+        yield client
 
 
 def worker_pids(client) -> list[int]:
     return list(client.run(os.getpid).values())
 
 
-def getenv(name: str) -> str | None:
-    return os.environ.get(name)
+def getenv(names: tuple[str, ...]) -> str:
+    return ", ".join(f"{n}={os.environ.get(n, 'unset')}" for n in names)
 
 
-def worker_env(client, name: str) -> str:
+def seen_by_workers(client, names: tuple[str, ...] = MALLOC) -> str:
     """What the workers actually see, so the report states it rather than assumes it."""
-    return ", ".join(sorted({str(v) for v in client.run(getenv, name).values()}))
+    return " / ".join(sorted(set(client.run(getenv, names).values())))

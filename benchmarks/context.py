@@ -31,18 +31,19 @@ class Context:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def cluster(self, workers: int, *, malloc_trim: bool = True):
-        """A Dask client on warm workers, started on first use and shared by the run's benchmarks.
+    def cluster(self, workers: int, worker_env: dict[str, str | None] | None = None):
+        """A Dask client on warm workers set up like `build_store(workers=..., worker_env=...)`'s,
+        started on first use and shared by the run's benchmarks.
 
         Starting workers that import torch costs seconds of CPU each; the cold start a user pays
         once per build is measured on its own (scaling), every other number on warm workers.
         """
-        key = (workers, malloc_trim)
+        key = (workers, tuple(sorted((worker_env or {}).items())))
         if key not in self._clusters:
             from benchmarks.cluster import local_cluster
 
-            self.log(f"starting a LocalCluster of {workers} worker(s){'' if malloc_trim else ', MALLOC_TRIM_THRESHOLD_ unset'}")
-            self._clusters[key] = self._stack.enter_context(local_cluster(workers, malloc_trim=malloc_trim))
+            self.log(f"starting a LocalCluster of {workers} worker(s){f', worker_env {worker_env}' if worker_env else ''}")
+            self._clusters[key] = self._stack.enter_context(local_cluster(workers, worker_env))
         return self._clusters[key]
 
     def close(self) -> None:

@@ -202,6 +202,13 @@ def error(back: np.ndarray, reference: np.ndarray, bytes_per_clip: float) -> Err
 ERROR_COLUMNS = ["encoding of log-mel", "max abs error dB", "RMS error dB", "B/clip", "MTAT"]
 
 
+def entropy_bits(values: np.ndarray) -> float:
+    """Order-0 Shannon entropy, bits per value: what an ideal coder of independent symbols needs."""
+    _, counts = np.unique(values, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
 def quantized_label(step: float) -> str:
     return f"`quantized:{step:g}` (step 1/{round(1 / step)} dB)"
 
@@ -288,9 +295,13 @@ def run(ctx: Context) -> Section:
     ctx.log(f"bounded-error codec end to end, and {MODEL} trained on the float16 and the quantized store")
     stored, metrics = trained_on_each(ctx, sizes)
     f16, quant = (metrics[c] for c in CODECS)
-    deltas = {k: quant[k] - f16[k] for k in ("accuracy", "roc_auc_macro", "macro_f1")}
+    metric_keys = ("accuracy", "roc_auc_macro", "macro_f1", "loss")
+    deltas = {k: quant[k] - f16[k] for k in metric_keys}
     chosen = sweep[quantized_label(STEP)]
     quant_gb, quant_max = chosen.bytes_per_clip * MTAT_CLIPS / 1e9, chosen.max
+    steps = np.round(logmel32 / STEP).astype(np.int32)
+    bits, delta_bits = entropy_bits(steps), entropy_bits(np.diff(steps, axis=-1))
+    values = logmel32[0].size
 
     tables = [
         table1,
@@ -307,10 +318,9 @@ def run(ctx: Context) -> Section:
               f"CPU; tested on {EVAL_CROPS} crops per clip) on the float16 and the "
               f"`quantized:{STEP:g}` store of a {sizes.model_clips}-clip demo corpus (8 synth styles, "
               f"single-label; test split)",
-              ["store codec", "test accuracy", "test macro ROC-AUC (one-vs-rest)", "test macro F1"],
-              [[f"`{c}`", f"{m['accuracy']:.4f}", f"{m['roc_auc_macro']:.4f}", f"{m['macro_f1']:.4f}"]
-               for c, m in metrics.items()]
-              + [["difference", *(f"{deltas[k]:+.4f}" for k in ("accuracy", "roc_auc_macro", "macro_f1"))]]),
+              ["store codec", "test accuracy", "test macro ROC-AUC (one-vs-rest)", "test macro F1", "test loss"],
+              [[f"`{c}`", *(f"{m[k]:.4f}" for k in metric_keys)] for c, m in metrics.items()]
+              + [["difference", *(f"{deltas[k]:+.4f}" for k in metric_keys)]]),
     ]
     plot = plot_footprint(ctx, principle_gb, codec_gb, {k: e.bytes_per_clip * MTAT_CLIPS / 1e9 for k, e in sweep.items()})
     return Section(
@@ -330,7 +340,14 @@ def run(ctx: Context) -> Section:
         ],
         notes=[
             f"One test clip is 1/{f16['n_clips']} of the accuracy here, so an accuracy change below "
-            f"{TARGET_METRIC_DELTA} means no test prediction changed; ROC-AUC moves continuously.",
+            f"{TARGET_METRIC_DELTA} means no test prediction changed; ROC-AUC and the test loss move continuously. "
+            f"Where both models score a ROC-AUC near 1 the demo task is nearly solved, and the comparison shows "
+            f"that the codec does no harm there rather than how small a harm it could resolve.",
+            f"What limits `quantized:{STEP:g}`: its integers carry {bits:.2f} bits each (order-0 entropy; "
+            f"{delta_bits:.2f} bits as differences along time), so an ideal coder of independent symbols needs "
+            f"{bits * values / 8:,.0f} B/clip ({delta_bits * values / 8:,.0f} on differences) = "
+            f"{bits * values / 8 * MTAT_CLIPS / 1e9:.3f} GB ({delta_bits * values / 8 * MTAT_CLIPS / 1e9:.3f} GB) for "
+            f"MTAT; Blosc-zstd's byte shuffle stores {chosen.bytes_per_clip:,.0f} B/clip.",
             "Reads are from a warm page cache: they measure Zarr and decompression, not the disk.",
         ],
         plots=[plot],

@@ -10,7 +10,9 @@ alternating epochs of each:
 - the baseline: `torch.utils.data.DataLoader(shuffle=True)` over `benchmarks.baselines.NpyClips`.
 Both on local disk (warm page cache), then both through an S3-compatible server on 127.0.0.1
 (moto), where the per-file layout pays one GET per clip and the store a few range requests
-per block of clips. Samples/s counts samples delivered to the training process.
+per block of clips. Samples/s counts samples delivered to the training process. Two more
+rows time the reads alone in one process (a Zarr call per block; `np.load` per file): how much
+of each loader's time is storage, and how much the DataLoader machinery around it.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def new_children(existing: set[int]):
     return lambda: [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in existing]
 
 
-def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int, where: str) -> list[Contender]:
-    """An epoch-loop of each side over the store positions `indices` and the matching .npy files."""
+def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int) -> tuple[list[Contender], int, int]:
+    """An epoch-loop of each side over the store positions `indices` and the matching .npy files;
+    also the block and shuffle-buffer sizes (clips) the training loop chose for this store."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -65,8 +68,8 @@ def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int,
     data = open_data(url, inputs)
     config = TrainConfig(store=url, model="cnn4", out="", input=inputs, batch_size=BATCH, num_workers=WORKERS)
     block = block_clips(data, None)
-    stream = StreamingDataset(data.source(indices, inputs), block_clips=block,
-                              buffer_clips=buffer_clips(data, config, block), seed=0)
+    buffer = buffer_clips(data, config, block)
+    stream = StreamingDataset(data.source(indices, inputs), block_clips=block, buffer_clips=buffer, seed=0)
     npy = NpyClips(npy_paths, data.targets[indices])
     expected = epochs * len(indices)
     loader_workers = new_children({p.pid for p in psutil.Process().children(recursive=True)})
@@ -89,8 +92,29 @@ def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int,
             raise RuntimeError(f"npy loader delivered {n} samples, expected {expected}")
 
     return [
-        Contender(f"trainers StreamingDataset ({where})", project, loader_workers),
-        Contender(f".npy per clip DataLoader ({where})", baseline, loader_workers),
+        Contender("trainers StreamingDataset", project, loader_workers),
+        Contender(".npy per clip DataLoader", baseline, loader_workers),
+    ], block, buffer
+
+
+def read_only(url: str, npy_paths: list[str], block: int) -> list[Contender]:
+    """The reads alone, in this process, no DataLoader: what each layout's storage costs per sample."""
+    from featurestore.store import open_store
+
+    logmel = open_store(url).array("logmel")
+    me = lambda: [psutil.Process().pid]  # noqa: E731
+
+    def zarr_blocks():
+        for start in range(0, len(npy_paths), block):
+            logmel[start : start + block]
+
+    def npy_files():
+        for path in npy_paths:
+            np.load(path)
+
+    return [
+        Contender(f"Zarr reads alone, {block} clips per call", zarr_blocks, me),
+        Contender(".npy reads alone, np.load per clip", npy_files, me),
     ]
 
 
@@ -127,8 +151,10 @@ def run(ctx: Context) -> Section:
 
     results = {}
     ctx.log(f"local disk: {sizes.rounds} rounds of {sizes.epochs} epoch(s) × {len(indices)} clips, alternating")
-    local = contenders(url, npy_paths, indices, sizes.epochs, "local disk")
+    local, block, buffer = contenders(url, npy_paths, indices, sizes.epochs)
     results["local disk"] = (local, alternate(local, sizes.rounds, ctx.log), len(indices) * sizes.epochs)
+    raw = read_only(url, npy_paths, block)
+    results["local disk, 1 process, no DataLoader"] = (raw, alternate(raw, sizes.rounds, ctx.log), len(indices))
 
     s3_indices = indices[: sizes.s3_clips]
     with moto_s3("bench") as fs:
@@ -137,7 +163,7 @@ def run(ctx: Context) -> Section:
         fs.put(npy_paths[: len(s3_indices)], "bench/npy/")
         s3_npy = [f"s3://bench/npy/{p.rsplit('/', 1)[1]}" for p in npy_paths[: len(s3_indices)]]
         ctx.log(f"S3: {sizes.s3_rounds} rounds of 1 epoch × {len(s3_indices)} clips, alternating")
-        remote = contenders("s3://bench/loader.zarr", s3_npy, s3_indices, 1, "S3 on 127.0.0.1")
+        remote, _, _ = contenders("s3://bench/loader.zarr", s3_npy, s3_indices, 1)
         results["S3 (moto, 127.0.0.1)"] = (remote, alternate(remote, sizes.s3_rounds, ctx.log), len(s3_indices))
 
     rows, rate = [], {}
@@ -145,8 +171,8 @@ def run(ctx: Context) -> Section:
         project, baseline = (samples / runs[c.name].median for c in cs)
         rate[where] = (project, baseline)
         for c, r in zip(cs, (project, baseline)):
-            rows.append([where, c.name.split(" (")[0], fmt(r), fmt(runs[c.name].median),
-                         " / ".join(f"{s:.2f}" for s in runs[c.name].seconds),
+            rows.append([where, c.name, fmt(r), fmt(runs[c.name].median),
+                         " / ".join(f"{s:.3g}" for s in runs[c.name].seconds),
                          f"{runs[c.name].peak / 2**20:,.0f}", f"{r / baseline:.2f}×"])
     local_project, local_baseline = rate["local disk"]
     return Section(
@@ -156,8 +182,9 @@ def run(ctx: Context) -> Section:
         tables=[Table(
             f"Samples/s, batch {BATCH}, {WORKERS} DataLoader workers; local: {len(indices)} clips × {sizes.epochs} "
             f"epoch(s) per run, median of {sizes.rounds} rounds; S3: {len(s3_indices)} clips, median of "
-            f"{sizes.s3_rounds} rounds; store chunks {store.chunk_clips} clips, shards {store.shard_clips}",
-            ["where", "loader", "samples/s", "median s per run", "all runs s", "peak RSS per worker MiB", "vs .npy"],
+            f"{sizes.s3_rounds} rounds; store chunks {store.chunk_clips} clips, shards {store.shard_clips}; the "
+            f"training loop's blocks {block} clips, shuffle buffer {buffer} clips",
+            ["where", "loader", "samples/s", "median s per run", "all runs s", "peak RSS per reading process MiB", "vs .npy"],
             rows,
         )],
         targets=[
@@ -171,7 +198,7 @@ def run(ctx: Context) -> Section:
             "is included on both sides.",
             "S3 round trips go through moto's Python server on the same 2 cores; absolute S3 numbers are a floor, "
             "the ratio is the point.",
-            "Peak RSS is per DataLoader worker; forked workers share the training process's pages, which RSS "
-            "counts in full on both sides.",
+            "Peak RSS is per reading process (DataLoader worker); forked workers share the training process's "
+            "pages, which RSS counts in full on both sides.",
         ],
     )

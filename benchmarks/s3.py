@@ -53,10 +53,10 @@ def moto_s3(bucket: str) -> Iterator[object]:
         yield fs
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
         gc.collect()  # sessions left open by readers are closed now, while their complaints are muted
         for name, level in quiet.items():
             logging.getLogger(name).setLevel(level)
-        s3fs.S3FileSystem.clear_instance_cache()
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -307,8 +307,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
                 worker_env: Mapping[str, str | None] | None = None, progress: bool = False) -> Iterator[Any]:
     """A Client of the cluster at `scheduler`, or of a LocalCluster of `workers` processes with
     one thread each (closed on exit), its workers' environment set before they start."""
-    import dask
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if scheduler is not None:
         if worker_env:
@@ -321,18 +320,35 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             _announce(client, progress)
             yield client
         return
+    with local_cluster(workers or os.cpu_count() or 1, worker_env) as cluster, Client(cluster) as client:
+        _announce(client, progress)
+        yield client
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int, worker_env: Mapping[str, str | None] | None = None) -> Iterator[Any]:
+    """A LocalCluster of `workers` single-threaded processes started with `BUILD_WORKER_ENV`
+    updated by `worker_env` (None unsets a variable)."""
+    import dask
+    from dask.distributed import LocalCluster
+
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **BUILD_WORKER_ENV, **(worker_env or {})}
-    # Dask reads an unset variable from the driver's own environment: hide it while spawning.
-    hidden = {k: os.environ.pop(k) for k, v in env.items() if v is None and k in os.environ}
+    # Dask's Nanny copies the pre-spawn environment into this process's os.environ, never restores
+    # it, and prefers os.environ over its config: left alone, every later cluster in this process
+    # would inherit the first one's settings. Clear those variables while the workers spawn (so
+    # they neither inherit nor override), and restore os.environ afterwards.
+    saved = dict(os.environ)
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), LocalCluster(
-            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=":0",  # a free port; the dashboard needs bokeh
-        ) as cluster, Client(cluster) as client:
-            _announce(client, progress)
-            yield client
+        for name in env:
+            os.environ.pop(name, None)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=":0")  # a free port; the dashboard needs bokeh
     finally:
-        os.environ.update(hidden)
+        os.environ.clear()
+        os.environ.update(saved)
+    with cluster:
+        yield cluster
 
 
 def _announce(client: Any, progress: bool) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 import manifests
 from featurestore.build import build_store
@@ -29,6 +30,15 @@ SPEC = FeatureSpec(
     n_mels=24, n_mfcc=13, crop_samples=8000, crops=2, segment_seconds=0.5,
 )
 FORMATS = ("WAV", "FLAC")  # encoding MP3/OGG costs more than these tests need
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and stay fast on a machine shared with other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

@@ -228,10 +228,16 @@ def test_audio_and_store_behind_fsspec_urls(built_store, store_corpus):
 
 
 def test_local_workers_get_their_environment_before_they_start():
+    before = dict(os.environ)
     with dask_client(workers=1, worker_env={"FEATURESTORE_TEST": "1"}) as client:
         env = next(iter(client.run(lambda: dict(os.environ)).values()))
-    assert "MALLOC_TRIM_THRESHOLD_" not in env  # Dask's default, unset: it slowed build tasks
+    # Dask's MALLOC_TRIM_THRESHOLD_=65536 slowed build tasks: fixed glibc thresholds instead
+    assert env["MALLOC_TRIM_THRESHOLD_"] == str(256 * 2**20) and env["MALLOC_MMAP_THRESHOLD_"] == str(64 * 2**20)
     assert env["FEATURESTORE_TEST"] == "1" and env["OMP_NUM_THREADS"] == "1"
+    assert dict(os.environ) == before, "the driver's own environment is left as it was"
+    with dask_client(workers=1, worker_env={"MALLOC_TRIM_THRESHOLD_": None}) as client:
+        env = next(iter(client.run(lambda: dict(os.environ)).values()))
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and "FEATURESTORE_TEST" not in env, "no settings leak between clusters"
 
 
 def test_bad_requests_are_one_line_user_errors(store_corpus, tmp_path):

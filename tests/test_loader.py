@@ -15,6 +15,7 @@ from trainers.prepare import open_data
 from trainers.runtime import make_loader
 
 pytest_plugins = ["helpers_store", "helpers_trainers"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
 
 

@@ -132,5 +132,10 @@ def test_report_and_figures_are_written_and_valid_png(tmp_path, multilabel, mult
             _assert_png(path)
     text = (tmp_path / "ml" / "report.md").read_text()
     assert "| label | support | accuracy | precision | recall | F1 | AUC |" in text
-    assert all(f"| {label} |" in text for label in LABELS) and "**macro avg**" in text
+    assert all(f"| {label} |" in text for label in LABELS)
+    evaluation = Task("multilabel", LABELS).evaluate(*multilabel)
+    macro_row = next(line for line in text.splitlines() if line.startswith("| **macro avg** |")).split("|")[2:-1]
+    support, _, _, _, f1, auc = (cell.strip() for cell in macro_row)
+    assert int(support) == int(multilabel[0].sum())
+    assert f1 == f"{evaluation.summary['macro_f1']:.3f}" and auc == f"{evaluation.summary['roc_auc_macro']:.3f}"
     assert not list(tmp_path.rglob(".*"))  # no temporary files left behind

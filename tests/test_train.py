@@ -22,15 +22,7 @@ from trainers.prepare import folds, open_data
 from trainers.runtime import infer, make_loader, make_model
 
 pytest_plugins = ["helpers_store", "helpers_trainers"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and stay fast on a machine shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = ["--batch-size", "8", "--num-workers", "0", "--no-augment"]
@@ -225,9 +217,9 @@ def test_cross_validation_keeps_groups_apart_and_reports_mean_and_std(trainer_st
 def test_plateau_scheduler_and_early_stopping(trainer_stores, tmp_path, capsys):
     # ffnn has no batch norm: with a vanishing learning rate its validation accuracy cannot move
     run = tmp_path / "stop"
-    assert _train(capsys, trainer_stores.genres, run, "--model", "ffnn", "--epochs", "6", "--lr", "1e-9",
+    assert _train(capsys, trainer_stores.genres, run, "--model", "ffnn", "--epochs", "6", "--lr", "1e-6",
                   "--weight-decay", "0", "--lr-patience", "0", "--patience", "2") == 0
     history = pd.read_csv(run / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3]  # epoch 1 best, two epochs without improvement, stop
-    assert list(history["lr"]) == pytest.approx([1e-9, 1e-9, 5e-10])
+    assert list(history["lr"]) == pytest.approx([1e-6, 1e-6, 5e-7])
     assert _metrics(run)["epoch"] == 1

@@ -14,6 +14,8 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
+from featurestore.errors import UserError
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -27,6 +29,11 @@ class AugmentConfig:
     freq_mask_bins: int = 2
     feature_noise_p: float = 0.5
     feature_noise_sigma: float = 0.015
+
+    def __post_init__(self) -> None:
+        probabilities = (self.wave_noise_p, self.wave_mask_p, self.time_mask_p, self.freq_mask_p, self.feature_noise_p)
+        if not all(0.0 <= p <= 1.0 for p in probabilities):
+            raise UserError("augmentation probabilities (--aug-prob) must lie in [0, 1]")
 
     @classmethod
     def off(cls) -> AugmentConfig:

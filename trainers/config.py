@@ -59,9 +59,11 @@ class TrainConfig:
             raise UserError("--class-weights takes 'balanced'")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError("--device must be auto, cpu or cuda")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "block_clips", "shuffle_buffer"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.num_workers < 0:
+            raise UserError("--num-workers must be >= 0")
         if self.folds is not None and self.folds < 2:
             raise UserError("--folds must be >= 2")
 

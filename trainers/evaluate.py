@@ -25,10 +25,11 @@ from trainers.tasks import Evaluation
 
 
 def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: TrainConfig,
-                   device: torch.device, loss_fn=None) -> tuple[Evaluation, float]:
+                   device: torch.device) -> tuple[Evaluation, float]:
+    """Metrics on the clips at `indices`, and the plain (unweighted) loss there."""
     loader = make_loader(EvalDataset(data.source(indices, config.input)), batch_size=config.batch_size,
                          workers=config.workers(), device=device)
-    y, prob, _, loss = infer(model, pipeline, loader, data.task, device, loss_fn)
+    y, prob, _, loss = infer(model, pipeline, loader, data.task, device, data.task.loss().to(device))
     return data.task.evaluate(y, prob), loss
 
 

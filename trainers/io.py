@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -31,8 +33,21 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def jsonable(x: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays become Python ones, NaN becomes null."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and x != x:
+        return None
+    return x
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -8,7 +8,7 @@ exactly as the uninterrupted one would have.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import sys
 import time
@@ -24,16 +24,17 @@ from featurestore import __version__
 from featurestore.errors import UserError
 from trainers import checkpoint
 from trainers.config import RESUMABLE_CHANGES, TrainConfig, load_run
+from trainers.crossval import cross_validate
 from trainers.data import EvalDataset, StreamingDataset
 from trainers.evaluate import evaluate_model, write_evaluation
-from trainers.io import atomic_path, write_json, write_text
+from trainers.io import atomic_path, write_json
 from trainers.models import check_input_kind, count_parameters
-from trainers.prepare import Data, folds, open_data, require
+from trainers.prepare import Data, open_data, require
 from trainers.runtime import autocast, infer, make_loader, make_model, resolve_device, to_device
 from trainers.tasks import DEFAULT_MONITOR, MONITORS
 
 HISTORY = "history.csv"
-TARGET_BLOCK_CLIPS = 64
+TARGET_BLOCK_CLIPS = 128
 BUFFER_BYTES = 128 * 2**20
 
 
@@ -50,7 +51,7 @@ def _better(value: float, best: float | None, mode: str) -> bool:
 
 
 def block_clips(data: Data, requested: int | None) -> int:
-    """Whole chunks, dividing the shard so no block straddles two shards, about 64 clips."""
+    """Whole chunks, dividing the shard so no block straddles two shards, about 128 clips per read."""
     if requested:
         return requested
     chunk, shard = data.chunk_clips, data.shard_clips
@@ -127,10 +128,8 @@ class Fit:
         self.history = history[history["epoch"] <= self.state["epoch"]].to_dict("records")
 
     # --- epochs ---
-    def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
+    def _train_epoch(self, epoch: int, loader) -> tuple[float, int, float]:
         self.model.train()
-        loader = make_loader(self.train_set, batch_size=self.config.batch_size, workers=self.config.workers(),
-                             device=self.device)
         total, seen, start = torch.zeros((), device=self.device), 0, time.perf_counter()
         bar = tqdm(loader, total=math.ceil(len(self.train_set) / self.config.batch_size), unit="batch",
                    desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
@@ -157,15 +156,15 @@ class Fit:
 
     def run(self) -> dict[str, Any]:
         c = self.config
-        valid_loader = make_loader(
-            EvalDataset(self.data.source(self.valid, c.input)), batch_size=c.batch_size, workers=c.workers(),
-            device=self.device)
+        train_loader = make_loader(self.train_set, batch_size=c.batch_size, workers=c.workers(), device=self.device)
+        valid_loader = make_loader(EvalDataset(self.data.source(self.valid, c.input)), batch_size=c.batch_size,
+                                   workers=c.workers(), device=self.device)
         for epoch in range(self.state["epoch"] + 1, c.epochs + 1):
             if c.patience is not None and self.state["bad_epochs"] >= c.patience:
                 break
             torch.manual_seed(epoch_seed(c.seed, epoch))
             self.train_set.set_epoch(epoch)
-            train_loss, seen, seconds = self._train_epoch(epoch)
+            train_loss, seen, seconds = self._train_epoch(epoch, train_loader)
             y, prob, _, val_loss = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
                                          self.loss_fn)
             evaluation = self.data.task.evaluate(y, prob)
@@ -206,23 +205,26 @@ class Fit:
         if len(test) == 0:
             print(f"store {self.data.url} has no usable test clips: metrics.json not written")
             return {}
-        evaluation, loss = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device,
-                                          self.loss_fn)
+        evaluation, loss = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device)
         evaluation.summary["loss"] = loss
+        for note in evaluation.notes:
+            print(f"note: {note}")
         write_evaluation(self.out, evaluation, meta=meta, title=title, history=pd.DataFrame(self.history),
                          monitor=self.column)
         return evaluation.summary
 
 
-def _resolved(config: TrainConfig, data: Data, monitor: str, device: torch.device, n_params: int | None,
-              **extra: Any) -> dict[str, Any]:
-    return {
+def _write_config(out: Path, config: TrainConfig, data: Data, monitor: str, device: torch.device,
+                  n_params: int | None = None, **extra: Any) -> None:
+    """RUN/config.json: the options as given, and what the store and data decided (enough to rerun)."""
+    resolved = {
         "task": data.task.name, "labels": list(data.labels), "monitor": monitor, "monitor_column": MONITORS[monitor][0],
         "store": data.url, "spec": data.spec.to_dict(), "spec_hash": data.spec_hash,
         "input_shape": config.input.sample_shape(data.spec), "parameters": n_params, "device": str(device),
         "workers": config.workers(), "clips": {k: int(len(v)) for k, v in data.splits.items()},
         "notes": data.notes, "versions": {"featurestore": __version__, "torch": torch.__version__}, **extra,
     }
+    write_json(out / "config.json", {"train": config.to_dict(), "resolved": resolved})
 
 
 def _prepare_out(config: TrainConfig) -> None:
@@ -243,7 +245,7 @@ def _prepare_out(config: TrainConfig) -> None:
 
 
 def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Train (and cross-validate with --folds), then test the best checkpoint. Returns the test summary."""
+    """Train (or cross-validate with --folds) and test the best checkpoint(s); returns the metrics summary."""
     check_input_kind(config.model, config.input.kind)
     _prepare_out(config)
     data = open_data(config.store, config.input, task=config.task, allow_partial=config.allow_partial)
@@ -254,72 +256,27 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     for note in data.notes:
         print(f"note: {note}")
     if config.folds:
-        return _cross_validate(config, data, monitor, device, progress)
+        _write_config(Path(config.out), config, data, monitor, device, folds=config.folds)
+        fit = functools.partial(fit_and_test, monitor=monitor, device=device, progress=progress)
+        return cross_validate(config, data, fit, MONITORS[monitor][0])
     train_idx = require(data.splits["train"], "train", data.url)
     valid_idx = require(data.splits["valid"], "valid", data.url)
-    return _fit(config, data, train_idx, valid_idx, data.splits["test"], Path(config.out), monitor, device, progress)
+    return fit_and_test(config, data, train_idx, valid_idx, data.splits["test"], Path(config.out), monitor, device,
+                        progress)
 
 
-def _fit(config, data, train_idx, valid_idx, test_idx, out: Path, monitor, device, progress, **extra) -> dict:
+def fit_and_test(config: TrainConfig, data: Data, train_idx: np.ndarray, valid_idx: np.ndarray, test_idx: np.ndarray,
+                 out: Path, monitor: str, device: torch.device, progress: bool | None, **extra: Any) -> dict[str, Any]:
+    """Train on `train_idx`, select on `valid_idx`, test the best checkpoint; {"valid", "test", "best_epoch"}."""
     fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress)
     n_params = count_parameters(fit.model)
     if (out / checkpoint.LAST).is_file() and config.resume:
         fit.restore()
         print(f"resuming {out} after epoch {fit.state['epoch']}")
     else:
-        write_json(out / "config.json", {"train": config.to_dict(),
-                                         "resolved": _resolved(config, data, monitor, device, n_params, **extra)})
+        _write_config(out, config, data, monitor, device, n_params, **extra)
     print(f"{config.model} ({config.input.kind} {config.input.sample_shape(data.spec)}, {n_params:,} parameters) "
           f"on {len(train_idx)} train / {len(valid_idx)} valid clips, {data.task.name}, {device}")
     state = fit.run()
     summary = fit.test(test_idx, f"{config.model} on {data.url}")
     return {"valid": state["best_valid"], "test": summary, "best_epoch": state["best_epoch"]}
-
-
-def _cross_validate(config, data, monitor, device, progress) -> dict[str, Any]:
-    out = Path(config.out)
-    write_json(out / "config.json", {"train": config.to_dict(),
-                                     "resolved": _resolved(config, data, monitor, device, None, folds=config.folds)})
-    results = []
-    for k, (train_idx, held_out) in enumerate(folds(data, config.folds, config.seed), start=1):
-        fold_out = out / f"fold_{k}"
-        print(f"fold {k}/{config.folds}: {len(train_idx)} train / {len(held_out)} held-out clips")
-        fold_config = dataclasses.replace(config, out=str(fold_out), folds=None,
-                                          resume=config.resume and (fold_out / "config.json").is_file())
-        results.append(_fit(fold_config, data, train_idx, held_out, data.splits["test"], fold_out, monitor, device,
-                            progress, fold=k, folds=config.folds))
-    summary = {"folds": config.folds, "monitor": MONITORS[monitor][0]}
-    for part in ("valid", "test"):
-        frame = pd.DataFrame([r[part] for r in results])
-        summary[part] = {"mean": frame.mean().to_dict(), "std": frame.std(ddof=0).to_dict(),
-                         "per_fold": frame.to_dict("records")}
-    write_json(out / "metrics.json", _json_safe(summary))
-    _cv_report(out, summary)
-    return summary
-
-
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    return x
-
-
-def _cv_report(out: Path, summary: dict[str, Any]) -> None:
-    keys = [k for k in summary["valid"]["mean"] if k != "n_clips"]
-    lines = [f"# {summary['folds']}-fold cross-validation", "",
-             "Held-out: each fold's best checkpoint on its held-out part of train+valid; test: the same checkpoints "
-             "on the test split. Mean ± standard deviation over folds.", "",
-             "| metric | held-out | test |", "|---|---:|---:|"]
-    for k in keys:
-        cells = []
-        for part in ("valid", "test"):
-            m, s = summary[part]["mean"].get(k), summary[part]["std"].get(k)
-            cells.append("—" if m is None or math.isnan(m) else f"{m:.3f} ± {s:.3f}")
-        lines.append(f"| {k} | {cells[0]} | {cells[1]} |")
-    lines += ["", "Per-fold runs, reports and figures: " + ", ".join(f"[fold_{k}](fold_{k}/report.md)"
-                                                                     for k in range(1, summary["folds"] + 1)), ""]
-    write_text(out / "report.md", "\n".join(lines))

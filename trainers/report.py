@@ -27,7 +27,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def plot_curves(history: pd.DataFrame, path: Path, monitor: str) -> Path:
     """Train/valid loss and the validation metrics per epoch."""
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4), layout="constrained")
     loss_ax, metric_ax = fig.subplots(1, 2)
     for col in ("train_loss", "val_loss"):
         loss_ax.plot(history["epoch"], history[col], marker="o", label=col)
@@ -59,7 +59,7 @@ def _heatmap(ax, matrix: np.ndarray, labels: list[str], title: str, xlabel: str,
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
     size = 3 + 0.35 * len(labels)
-    fig = Figure(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size), layout="constrained")
     _heatmap(fig.subplots(), matrix, labels, "confusion matrix", "predicted", "true")
     return _save(fig, path)
 
@@ -67,7 +67,7 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path) -> Path:
 def plot_cooccurrence(true: np.ndarray, pred: np.ndarray, labels: list[str], path: Path) -> Path:
     """True and predicted (at 0.5) label co-occurrence counts side by side, diagonal = label counts."""
     size = 3 + 0.3 * len(labels)
-    fig = Figure(figsize=(2 * size + 2, size))
+    fig = Figure(figsize=(2 * size + 2, size), layout="constrained")
     left, right = fig.subplots(1, 2)
     _heatmap(left, true, labels, "true label co-occurrence", "label", "label")
     _heatmap(right, pred, labels, "predicted label co-occurrence", "label", "label")
@@ -75,7 +75,7 @@ def plot_cooccurrence(true: np.ndarray, pred: np.ndarray, labels: list[str], pat
 
 
 def plot_per_class(table: pd.DataFrame, path: Path) -> Path:
-    fig = Figure(figsize=(max(6, 0.3 * len(table) + 2), 4))
+    fig = Figure(figsize=(max(6, 0.3 * len(table) + 2), 4), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["f1"], width=0.4, label="F1")
@@ -98,9 +98,12 @@ def per_class_markdown(table: pd.DataFrame) -> str:
     head = "| label | support | accuracy | precision | recall | F1 | AUC |\n|---|---:|---:|---:|---:|---:|---:|\n"
     rows = ["| " + " | ".join([str(r["label"])] + [_fmt(r[c]) for c in cols]) + " |" for _, r in table.iterrows()]
     support = table["support"].to_numpy()
-    weights = support / max(support.sum(), 1)
-    macro = [int(support.sum())] + [float(np.nanmean(table[c])) if table[c].notna().any() else np.nan for c in cols[1:]]
-    weighted = [int(support.sum())] + [float(np.nansum(table[c] * weights)) for c in cols[1:]]
+    macro, weighted = [int(support.sum())], [int(support.sum())]
+    for c in cols[1:]:
+        values = table[c].to_numpy(dtype=float)
+        known = ~np.isnan(values)  # AUC is undefined for a class missing from the split
+        macro.append(values[known].mean() if known.any() else np.nan)
+        weighted.append(np.average(values[known], weights=support[known]) if support[known].sum() else np.nan)
     rows.append("| **macro avg** | " + " | ".join(_fmt(v) for v in macro) + " |")
     rows.append("| **weighted avg** | " + " | ".join(_fmt(v) for v in weighted) + " |")
     return head + "\n".join(rows) + "\n"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
 from trainers.augment import AugmentConfig
+from trainers.data import EvalDataset, StreamingDataset
 from trainers.inputs import InputConfig, InputPipeline, average_views
 from trainers.models import build_model
 from trainers.tasks import Task
@@ -33,11 +35,37 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # the cores belong to the training process
 
 
-def make_loader(dataset, *, batch_size: int, workers: int, device: torch.device) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None, shuffle=False,
-    )
+def _as_made(batch):
+    return batch  # the datasets collate their own batches
+
+
+class Loader:
+    """Batches from a StreamingDataset or EvalDataset through a DataLoader, as dicts of tensors.
+
+    The datasets make whole batches in the worker processes (one message per batch); the small
+    NumPy parts become tensors here, without a copy. Workers persist from one iteration (epoch)
+    to the next, so a loader made once per run pays the process start-up once.
+    """
+
+    def __init__(self, dataset: StreamingDataset | EvalDataset, *, batch_size: int, workers: int,
+                 device: torch.device):
+        common = {"batch_size": None, "num_workers": workers, "pin_memory": device.type == "cuda",
+                  "worker_init_fn": _worker_init if workers else None, "collate_fn": _as_made,
+                  "persistent_workers": workers > 0}
+        if isinstance(dataset, StreamingDataset):
+            self.loader = DataLoader(dataset.batched(batch_size), **common)
+        else:
+            self.loader = DataLoader(dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, False),
+                                     **common)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in self.loader:
+            yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
+def make_loader(dataset: StreamingDataset | EvalDataset, *, batch_size: int, workers: int,
+                device: torch.device) -> Loader:
+    return Loader(dataset, batch_size=batch_size, workers=workers, device=device)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from featurestore.errors import UserError
+from trainers.io import jsonable
 
 TASKS = ("multilabel", "multiclass")
 # --monitor name -> (history column, "max" or "min")
@@ -34,7 +35,6 @@ MONITORS = {
     "val_macro_f1": ("val_macro_f1", "max"),
 }
 DEFAULT_MONITOR = {"multilabel": "val_roc_auc", "multiclass": "val_accuracy"}
-PER_CLASS_COLUMNS = ["label", "support", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"]
 
 
 @dataclass
@@ -47,21 +47,12 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {
-            **{k: _plain(v) for k, v in self.summary.items()},
-            "per_class": [{k: _plain(v) for k, v in row.items()} for row in self.per_class.to_dict("records")],
-            **{k: v.tolist() for k, v in self.matrices.items()},
+        return jsonable({
+            **self.summary,
+            "per_class": self.per_class.to_dict("records"),
+            **self.matrices,
             "notes": self.notes,
-        }
-
-
-def _plain(v):
-    """JSON-safe scalar: NaN becomes null."""
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return None if np.isnan(v) else float(v)
-    return v
+        })
 
 
 def infer_task(label_counts: np.ndarray) -> str:
@@ -146,12 +137,8 @@ class Task:
             "macro_f1": float(mf),
             "micro_f1": float(precision_recall_fscore_support(y, pred, average="micro", zero_division=0)[2]),
         }
-        table = pd.DataFrame(
-            {"label": labels, "support": support, "accuracy": acc, "precision": p, "recall": r, "f1": f,
-             "roc_auc": roc, "pr_auc": pr}
-        )
         matrices = {"cooccurrence_true": y.T @ y, "cooccurrence_pred": pred.T @ pred}
-        return Evaluation(summary, table, matrices, notes)
+        return Evaluation(summary, _table(labels, support, acc, p, r, f, roc, pr), matrices, notes)
 
     def _multiclass(self, y: np.ndarray, prob: np.ndarray) -> Evaluation:
         labels, notes = list(self.labels), []
@@ -171,11 +158,13 @@ class Task:
             "roc_auc_macro": _nanmean(roc),  # one-vs-rest
             "pr_auc_macro": _nanmean(pr),
         }
-        table = pd.DataFrame(
-            {"label": labels, "support": support, "accuracy": acc, "precision": p, "recall": r, "f1": f,
-             "roc_auc": roc, "pr_auc": pr}
-        )
-        return Evaluation(summary, table, {"confusion": confusion_matrix(true, pred, labels=classes)}, notes)
+        matrices = {"confusion": confusion_matrix(true, pred, labels=classes)}
+        return Evaluation(summary, _table(labels, support, acc, p, r, f, roc, pr), matrices, notes)
+
+
+def _table(labels, support, accuracy, precision, recall, f1, roc_auc, pr_auc) -> pd.DataFrame:
+    return pd.DataFrame({"label": labels, "support": support, "accuracy": accuracy, "precision": precision,
+                         "recall": recall, "f1": f1, "roc_auc": roc_auc, "pr_auc": pr_auc})
 
 
 class _CrossEntropyOnMultiHot(nn.CrossEntropyLoss):

@@ -27,12 +27,13 @@ def model_table(store: str | None = None, classes: int = 50) -> str:
         spec = specs["handcrafted" if kind == "handcrafted" else "spectral"]
         missing = [a for a in InputConfig(kind).arrays if a not in spec.features]
         if missing:
-            shape, params = f"(store lacks {', '.join(missing)})", "-"
+            shape, params = f"store lacks {','.join(missing)}", "-"
         else:
-            shape = InputConfig(kind).sample_shape(spec)
-            params = f"{count_parameters(build_model(info.name, kind, shape, classes)):,}"
+            sample = InputConfig(kind).sample_shape(spec)
+            shape = str(sample).replace(" ", "")
+            params = f"{count_parameters(build_model(info.name, kind, sample, classes)):,}"
         others = ",".join(info.inputs[1:]) or "-"
-        rows.append((info.name, kind, str(shape).replace(" ", ""), others, params, info.source))
+        rows.append((info.name, kind, shape, others, params, info.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
