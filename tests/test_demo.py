@@ -10,7 +10,7 @@ import pytest
 from featurestore.cli import main
 from featurestore.store import open_store
 
-SMALL = ["--clips-per-style", "10", "--seconds", "4", "--epochs", "10", "--workers", "2"]
+SMALL = ["--clips-per-style", "10", "--seconds", "5", "--epochs", "12", "--batch-size", "8", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")

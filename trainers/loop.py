@@ -253,6 +253,7 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     if monitor not in MONITORS:
         raise UserError(f"--monitor must be one of {', '.join(MONITORS)}")
     device = resolve_device(config.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input shapes: let cuDNN pick its kernels
     for note in data.notes:
         print(f"note: {note}")
     if config.folds:
