@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from featurestore.store import write_bytes
 
 ORDER = ("footprint", "build", "loader", "scaling")
 
@@ -66,18 +66,6 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:,.{digits}g}"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_figure(fig, path: Path) -> str:
     """Write a matplotlib figure atomically; return its file name for the section's plot list."""
     import io
@@ -87,7 +75,7 @@ def save_figure(fig, path: Path) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_bytes(str(path), buf.getvalue())
     return path.name
 
 
@@ -96,7 +84,7 @@ def section_path(out: Path, name: str) -> Path:
 
 
 def write_section(out: Path, section: Section) -> None:
-    atomic_write(section_path(out, section.name), json.dumps(dataclasses.asdict(section), indent=1).encode())
+    write_bytes(str(section_path(out, section.name)), json.dumps(dataclasses.asdict(section), indent=1).encode())
 
 
 def load_sections(out: Path) -> list[Section]:
@@ -157,5 +145,5 @@ def render(sections: list[Section]) -> str:
 
 def write_results(out: Path) -> Path:
     path = out / "RESULTS.md"
-    atomic_write(path, render(load_sections(out)).encode())
+    write_bytes(str(path), render(load_sections(out)).encode())
     return path

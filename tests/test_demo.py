@@ -10,7 +10,7 @@ import pytest
 from featurestore.cli import main
 from featurestore.store import open_store
 
-SMALL = ["--clips-per-style", "10", "--seconds", "5", "--epochs", "12", "--batch-size", "8", "--workers", "2"]
+SMALL = ["--clips-per-style", "20", "--seconds", "5", "--epochs", "15", "--batch-size", "8", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_demo_learns_the_styles_and_reports_the_broken_files(demo, capsys):
     store = open_store(demo / "store.zarr")
     rows = store.manifest
     assert store.build_state == "complete" and store.n_pending == 0
-    assert (store.status == 1).sum() + (store.status == 2).sum() == len(rows) == 8 * 10 + 3
+    assert (store.status == 1).sum() + (store.status == 2).sum() == len(rows) == 8 * 20 + 3
     failed = rows[store.status == 2]
     assert len(failed) == 3 and failed["error"].str.len().gt(0).all()
     for reason in failed["error"]:
@@ -50,7 +50,8 @@ def test_demo_rerun_reuses_everything(demo, capsys):
 
 
 def test_demo_multilabel_variant_trains_a_tagger(tmp_path, capsys):
-    args = ["--clips-per-style", "6", "--seconds", "4", "--epochs", "8", "--workers", "2", "--multilabel"]
+    args = ["--clips-per-style", "8", "--seconds", "5", "--epochs", "15", "--batch-size", "8", "--workers", "2",
+            "--multilabel"]
     assert main(["demo", "--out", str(tmp_path), *args]) == 0
     rows = pd.read_parquet(tmp_path / "manifest.parquet")
     assert rows["labels"].map(len).max() == 2, "clips carry two mixed styles"
