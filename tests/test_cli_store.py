@@ -43,7 +43,7 @@ def test_info_prints_counts_and_the_footprint_of_every_array(built_store, capsys
     for name, dtype in (("logmel", "float16"), ("mfcc", "float16"), ("waveform", "float16"), ("status", "uint8"),
                         ("length", "int64")):
         r = rows[name]
-        assert dtype in lines[name] and "blosc-zstd5-shuffle" in lines[name]
+        assert dtype in lines[name] and "blosc-zstd3-shuffle" in lines[name]
         assert r.stored == open_store(url).array(name).nbytes_stored()
         assert f"{r.bytes_per_clip:,.0f}" in lines[name]
     assert rows["logmel"].chunks == (8, 80, 16) and rows["logmel"].shards == (8, 80, 16)
