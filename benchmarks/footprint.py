@@ -124,9 +124,12 @@ def principles(ctx: Context, paths: list[str]) -> tuple[Table, dict[str, float]]
 def codec_layouts(sizes: Sizes) -> list[Layout]:
     from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
+    from featurestore.codecs import CLEVEL
+
     options = [
         ("`none` (store option)", store_codec("none")),
-        ("`blosc-zstd` (store default: Blosc-zstd 5, byte shuffle)", store_codec("blosc-zstd")),
+        (f"`blosc-zstd` (store default: Blosc-zstd {CLEVEL}, byte shuffle)", store_codec("blosc-zstd")),
+        ("Blosc-zstd 5, byte shuffle", extra_codec(lambda: BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"))),
         ("`blosc-zstd-bitshuffle` (store option)", store_codec("blosc-zstd-bitshuffle")),
         ("`zstd` (store option: zstd 3)", store_codec("zstd")),
         ("zstd 1", extra_codec(lambda: ZstdCodec(level=1))),

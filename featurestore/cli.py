@@ -14,8 +14,8 @@ import sys
 from featurestore import __version__
 from featurestore.errors import UserError
 
-# (module, in the order `--help` lists them). The CLI is the one place that sees all three
-# packages; the packages themselves depend one way: trainers -> featurestore -> manifests.
+# In the order `--help` lists them. The CLI is the one place that sees all three packages;
+# the packages themselves depend one way: trainers -> featurestore -> manifests.
 COMMAND_MODULES = (
     "manifests.cli",
     "featurestore.commands",
@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"featurestore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a package still under construction
-            if exc.name != name:
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
