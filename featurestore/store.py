@@ -347,7 +347,16 @@ class Store:
 
     @property
     def status(self) -> np.ndarray:
-        return self.array("status")[:]
+        """Per-clip status as committed. A shard without a commit record of this build counts as
+        pending whatever its status array says: after an interrupted build, tasks that were still
+        running may have written their shard without the driver ever committing it."""
+        status = self.array("status")[:]
+        committed = {i for i, r in self.commits().items() if r.get("spec_hash") == self.attrs["spec_hash"]}
+        for index in range(self.layout.n_shards):
+            if index not in committed:
+                start, stop = self.layout.shard_range(index)
+                status[start:stop] = PENDING
+        return status
 
     @property
     def n_pending(self) -> int:

@@ -248,3 +248,27 @@ def test_bad_requests_are_one_line_user_errors(store_corpus, tmp_path):
     with pytest.raises(UserError, match="not found"):
         build_store(tmp_path / "none.parquet", store_corpus.audio, tmp_path / "x", SPEC)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_shard_without_its_commit_record_reads_as_pending_and_is_rebuilt(built_store, store_corpus, tmp_path,
+                                                                           dask_cluster):
+    """After an interrupted build, tasks still running may have written a shard the driver never
+    committed: readers must not take its clips as ok, and a re-run must rebuild it."""
+    import shutil
+
+    url, _ = built_store
+    copy = tmp_path / "store.zarr"
+    shutil.copytree(url, copy)
+    store = open_store(copy)
+    start, stop = store.layout.shard_range(1)
+    assert (store.array("status")[start:stop] != PENDING).all()
+    (copy / "commits" / "shard-00001.json").unlink()
+
+    status = open_store(copy).status
+    assert (status[start:stop] == PENDING).all() and open_store(copy).n_pending == stop - start
+    assert (np.delete(status, np.s_[start:stop]) != PENDING).all()
+
+    again = build_store(store_corpus.manifest, store_corpus.audio, copy, SPEC,
+                        scheduler=dask_cluster.scheduler_address, progress=False)
+    assert again.shards_built == 1 and again.pending == 0
+    assert_same_arrays(read_arrays(copy), read_arrays(url))
