@@ -17,7 +17,6 @@ import json
 import math
 import os
 import posixpath
-import uuid
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from featurestore.errors import UserError
+from featurestore.files import atomic_path
 from featurestore.spec import FeatureSpec
 
 FORMAT_VERSION = 1
@@ -142,15 +142,8 @@ def write_bytes(url: str, data: bytes) -> None:
     if not _is_local(fs):
         fs.pipe_file(path, data)
         return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex}.partial"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def read_bytes(url: str) -> bytes | None:

@@ -88,7 +88,7 @@ def test_commit_records_are_whole_files_and_garbage_is_ignored(tmp_path):
     write_bytes(commit_url(url, 4), b'{"shard": 4, "ha')  # what a torn write would leave
     assert read_commits(url) == {3: {"shard": 3, "hash": "abc", "ok": 8}}
     assert json.loads((tmp_path / "s.zarr" / "commits" / "shard-00003.json").read_text())["hash"] == "abc"
-    assert not list((tmp_path / "s.zarr" / "commits").glob("*.partial"))
+    assert sorted(p.name for p in (tmp_path / "s.zarr" / "commits").iterdir()) == ["shard-00003.json", "shard-00004.json"]
 
 
 def test_statistics_combine_per_shard_sums_into_the_whole_data_mean_and_std():
@@ -111,3 +111,16 @@ def test_open_store_refuses_what_is_not_a_store(tmp_path):
     zarr.create_group(tmp_path / "plain.zarr")
     with pytest.raises(UserError, match="not a feature store"):
         open_store(tmp_path / "plain.zarr")
+
+
+def test_atomic_path_leaves_nothing_behind_when_the_writer_fails(tmp_path):
+    from featurestore.files import TEMPORARY_GLOB, atomic_path
+
+    with atomic_path(tmp_path / "a" / "x.png") as tmp:
+        assert tmp.suffix == ".png" and tmp.match(TEMPORARY_GLOB)
+        tmp.write_bytes(b"ok")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "a" / "y.png") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer died")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.png"]
+    assert (tmp_path / "a" / "x.png").stat().st_mode & 0o044, "umask permissions, not mkstemp's 0600"

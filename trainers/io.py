@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it over `path` only if the block succeeds.
-
-    The temporary keeps `path`'s suffix (writers such as savefig read the format from it) and is
-    created by the writer itself, so the file gets the usual umask permissions, not mkstemp's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{path.suffix or '.tmp'}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+from featurestore.files import atomic_path
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

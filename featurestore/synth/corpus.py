@@ -8,12 +8,10 @@ rates and channel counts, and a few deliberately broken files, so that everythin
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from featurestore.errors import UserError
+from featurestore.files import TEMPORARY_GLOB, atomic_path
 from featurestore.synth.render import STYLES, render_clip
 
 # Bump whenever the generator's output changes, so corpora written by older code are redone.
@@ -138,24 +137,12 @@ class CorpusReport:
         return self.written == 0
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`, renamed onto it only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_clip(
     path: str | Path, samples: np.ndarray, sample_rate: int, format: str, subtype: str | None = None
 ) -> Path:
     """soundfile.write, made atomic: a killed writer never leaves a half-written clip behind."""
     path = Path(path)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         sf.write(tmp, samples, sample_rate, format=format.upper(), subtype=subtype)
     return path
 
@@ -215,7 +202,7 @@ def _write(root: Path, f: ClipFile, seconds: float) -> None:
     if not f.broken:
         write_clip(path, render_clip(f.labels, f.seed, seconds, f.sample_rate, f.channels), f.sample_rate, f.format)
         return
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         if f.damage == "empty":
             tmp.write_bytes(b"")
         elif f.damage == "not-audio":
@@ -247,7 +234,7 @@ def _write_record(root: Path, config: CorpusConfig, files: Sequence[ClipFile], s
         "labels_csv": LABELS_CSV if labels_csv else None,
         "files": [dataclasses.asdict(f) for f in files],
     }
-    with _atomic(root / RECORD) as tmp:
+    with atomic_path(root / RECORD) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -265,7 +252,7 @@ def _reusable(root: Path, record: dict | None, config: CorpusConfig, files: list
 
 def _write_labels_csv(root: Path, files: Sequence[ClipFile]) -> Path:
     path = root / LABELS_CSV
-    with _atomic(path) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "labels", "group"])
         writer.writerows([f.path, ";".join(f.labels), f.group] for f in files)
@@ -296,7 +283,7 @@ def _clear(root: Path, record: dict | None, config: CorpusConfig, keep: set[str]
     old_csv = _inside(root, (record or {}).get("labels_csv") or "")
     if old_csv is not None:
         old_csv.unlink(missing_ok=True)
-    for tmp in (root / "genres").glob("*/.*.tmp"):  # temp files of a writer that was killed
+    for tmp in (root / "genres").glob(f"*/{TEMPORARY_GLOB}"):  # temp files of a writer that was killed
         tmp.unlink(missing_ok=True)
 
 
