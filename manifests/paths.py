@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
+from manifests.errors import UserError
+
 # absolute (POSIX, Windows drive or home), or with a `..` part that climbs out of the root
 _INVALID = r"^(?:/|~|[A-Za-z]:[/\\])|(?:^|/)\.\.(?:/|$)|^$"
+_INVALID_PATTERN = re.compile(_INVALID)
+
+
+def stays_inside(path: str) -> bool:
+    """Whether one manifest path is relative and never climbs out of the root (by its text alone)."""
+    return _INVALID_PATTERN.search(path) is None
 
 
 def first_invalid_path(paths: pd.Series) -> int | None:
@@ -42,7 +51,9 @@ def audio_extensions() -> frozenset[str]:
 def scan_audio(folder: Path) -> tuple[list[str], int]:
     """Sorted POSIX paths (relative to folder) of audio files below it, and how many other files were skipped.
 
-    Hidden files and folders (.DS_Store, .git) are not data and are not counted.
+    Hidden files and folders (.DS_Store, .git) are not data and are not counted. An audio file
+    whose name is not UTF-8 (say Latin-1 from an old archive), or whose path would read as
+    absolute (a folder named `~` or `C:`), cannot be a manifest path: an error.
     """
     extensions = audio_extensions()
     found, skipped = [], 0
@@ -53,7 +64,19 @@ def scan_audio(folder: Path) -> tuple[list[str], int]:
             if name.startswith("."):
                 continue
             if name.rsplit(".", 1)[-1].lower() in extensions and "." in name:
-                found.append((base / name).as_posix())
+                path = (base / name).as_posix()
+                try:
+                    path.encode("utf-8")
+                except UnicodeEncodeError:  # os.walk hands undecodable bytes over as lone surrogates
+                    shown = os.fsencode(folder / path).decode("utf-8", "backslashreplace")
+                    raise UserError(f"{shown}: file or folder name is not UTF-8; rename it") from None
+                found.append(path)
             else:
                 skipped += 1
+    bad = first_invalid_path(pd.Series(found, dtype="str")) if found else None
+    if bad is not None:  # a folder named "~" or "C:" is legal, but a manifest path must not look absolute
+        raise UserError(
+            f"{folder / found[bad]}: a path starting with '~' or a drive letter reads as absolute;"
+            " rename the file or folder"
+        )
     return sorted(found), skipped

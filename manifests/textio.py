@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,10 @@ import pyarrow.csv as pacsv
 
 from manifests.errors import UserError
 from manifests.paths import first_invalid_path
+
+# The line ends the csv module (newline="") and pyarrow both end a row at: CRLF, LF or a lone CR
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+_BLOCK = 1 << 20  # pyarrow's default block size
 
 
 @dataclass(frozen=True)
@@ -95,15 +100,24 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def check_utf8(path: Path, raw: bytes) -> bytes:
-    """The file's bytes without a UTF-8 byte-order mark; an error naming the line if not UTF-8."""
+    """The file's bytes without a UTF-8 byte-order mark; an error naming the line if not UTF-8.
+
+    A NUL byte is an error too: no text file holds one, and it would end a path at the OS level.
+    """
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
         raise UserError(
-            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8"
+            f"{path} line {_line_at(raw, exc.start)}: not UTF-8 text (byte 0x{raw[exc.start]:02x});"
+            " re-save the file as UTF-8"
         ) from None
-    return raw[len(codecs.BOM_UTF8) :] if raw.startswith(codecs.BOM_UTF8) else raw
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise UserError(
+            f"{path} line {_line_at(raw, nul)}: NUL byte (0x00), so not a text file (UTF-16?);"
+            " re-save the file as UTF-8"
+        )
+    return raw.removeprefix(codecs.BOM_UTF8)
 
 
 def read_table(path: str | Path, *, delimiter: str = ",", header_rows: int = 1) -> TextTable:
@@ -125,9 +139,18 @@ def read_table(path: str | Path, *, delimiter: str = ",", header_rows: int = 1) 
         empty = pa.table({name: pa.array([], pa.string()) for name in names})
         return TextTable(path=path, header=header, data=empty, raw=raw, delimiter=delimiter)
     try:
-        data = pacsv.read_csv(
+        data = _read_body(body, names, delimiter)
+    except pa.ArrowInvalid as exc:
+        raise _field_count_error(path, raw, delimiter, width, exc) from None
+    return TextTable(path=path, header=header, data=data, raw=raw, delimiter=delimiter)
+
+
+def _read_body(body: bytes, names: list[str], delimiter: str, block_size: int | None = None) -> pa.Table:
+    """All-string columns. pyarrow refuses a row longer than about two blocks: then one block is the body."""
+    try:
+        return pacsv.read_csv(
             io.BytesIO(body),
-            read_options=pacsv.ReadOptions(column_names=names),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=block_size or _BLOCK),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in names},
@@ -136,16 +159,18 @@ def read_table(path: str | Path, *, delimiter: str = ",", header_rows: int = 1) 
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise _field_count_error(path, raw, delimiter, width, exc) from None
-    return TextTable(path=path, header=header, data=data, raw=raw, delimiter=delimiter)
+        if block_size or "straddl" not in str(exc):  # "straddling object straddles two block boundaries"
+            raise
+    return _read_body(body, names, delimiter, block_size=max(_BLOCK, min(len(body) + 1, 2**31 - 1)))
 
 
 def read_lines(path: str | Path) -> list[tuple[int, str]]:
     """(line number, text) of every non-blank line of a UTF-8 list file."""
     path = Path(path)
     raw = check_utf8(path, read_bytes(path))
-    lines = raw.decode("utf-8").splitlines()
-    return [(number, text.strip()) for number, text in enumerate(lines, start=1) if text.strip()]
+    lines = _NEWLINE.split(raw)  # not str.splitlines, which also splits at form feeds and U+2028
+    texts = (line.decode("utf-8").strip() for line in lines)
+    return [(number, text) for number, text in enumerate(texts, start=1) if text]
 
 
 def _listing(names: Sequence[str], limit: int = 8) -> str:
@@ -156,6 +181,8 @@ def _listing(names: Sequence[str], limit: int = 8) -> str:
 def _rows(path: Path, raw: bytes, delimiter: str):
     """(first line, last line, fields) of each non-blank row, as the stdlib csv module sees it."""
     text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", newline="")  # decoded as read, not up front
+    # pyarrow takes fields of any size; the csv module's limit (128 KiB) is process-wide, so raise it
+    csv.field_size_limit(max(csv.field_size_limit(), len(raw)))
     reader = csv.reader(text, delimiter=delimiter)
     end = 0
     while True:
@@ -171,13 +198,18 @@ def _rows(path: Path, raw: bytes, delimiter: str):
 
 
 def _line_offset(raw: bytes, lines: int) -> int:
-    """Byte offset just after the first `lines` lines."""
-    offset = 0
-    for _ in range(lines):
-        offset = raw.find(b"\n", offset) + 1
-        if offset == 0:
-            return len(raw)
-    return offset
+    """Byte offset just after the first `lines` lines, counted as the csv module counts them."""
+    if lines <= 0:
+        return 0
+    for count, end in enumerate(_NEWLINE.finditer(raw), start=1):
+        if count == lines:
+            return end.end()
+    return len(raw)
+
+
+def _line_at(raw: bytes, offset: int) -> int:
+    """1-based line number of byte `offset`."""
+    return len(_NEWLINE.findall(raw, 0, offset)) + 1
 
 
 def _field_count_error(path: Path, raw: bytes, delimiter: str, width: int, exc: Exception) -> UserError:

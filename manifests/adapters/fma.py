@@ -35,6 +35,7 @@ COLUMNS = [f"{group}.{name}" for group, names in _FIELDS.items() for name in nam
 USED = ["track_id", "track.genre_top", "track.genres_all", "track.title", "set.split", "set.subset",
         "artist.id", "artist.name", "album.id", "album.title"]  # fmt: skip
 _INT_LIST = r"\[\s*(?:\d+\s*(?:,\s*\d+\s*)*)?\]"
+_ID = r"[0-9]{1,18}"  # ASCII digits (\d takes any script's) that fit in an int64
 
 
 def fma(
@@ -130,11 +131,13 @@ def genre_roots(path: Path) -> tuple[dict[int, int], dict[int, str]]:
     columns = {name: table.strings(where[name]) for name in ("genre_id", "parent", "title", "top_level")}
     for name in ("genre_id", "parent", "top_level"):
         table.fail_where(
-            ~columns[name].str.fullmatch(r"\d+"),
+            ~columns[name].str.fullmatch(_ID),
             lambda r, name=name: f"{name} {columns[name][r]!r} is not a whole number",
         )
     ids, parents, tops = (columns[name].astype("int64").tolist() for name in ("genre_id", "parent", "top_level"))
-    table.check_unique(columns["genre_id"], "genre_id")
+    table.fail_where(  # as numbers: "01" is genre 1 again
+        pd.Series(ids).duplicated(), lambda r: f"genre_id {columns['genre_id'][r]!r} appears twice; ids must be unique"
+    )
     parent_of = dict(zip(ids, parents))
     table.fail_where(
         [p != 0 and p not in parent_of for p in parents], lambda r: f"parent {parents[r]} is not a genre_id"
@@ -151,6 +154,11 @@ def genre_roots(path: Path) -> tuple[dict[int, int], dict[int, str]]:
             raise table.error(
                 row, f"genre {genre}: top_level {tops[row]} disagrees with its parent chain (root {chain[-1]})"
             )
+    titles = columns["title"].where([p == 0 for p in parents])  # NaN except at roots: their titles are labels
+    table.fail_where(titles == "", lambda r: f"top-level genre {ids[r]} has an empty title")
+    table.fail_where(
+        titles.duplicated() & titles.notna(), lambda r: f"title {titles[r]!r} names two top-level genres"
+    )
     return root_of, dict(zip(ids, columns["title"]))
 
 
@@ -167,8 +175,10 @@ def _read_tracks(path: Path) -> tuple[TextTable, pd.DataFrame]:
     where = tracks.columns(USED, optional=COLUMNS, names=names)
     frame = pd.DataFrame({name: tracks.strings(where[name]) for name in USED})
     ids = frame["track_id"]
-    tracks.fail_where(~ids.str.fullmatch(r"\d+"), lambda r: f"track_id {ids[r]!r} is not a whole number")
-    tracks.check_unique(ids, "track_id")
+    tracks.fail_where(~ids.str.fullmatch(_ID), lambda r: f"track_id {ids[r]!r} is not a whole number")
+    numbers = ids.astype("int64")
+    tracks.fail_where(numbers.duplicated(), lambda r: f"track_id {ids[r]!r} appears twice; ids must be unique")
+    frame["track_id"] = numbers.astype(str)  # "0002" is track 2, as FMA's own loader (pandas) reads it
     return tracks, frame
 
 

@@ -55,8 +55,10 @@ def mtat(
         raise UserError(f"{ann.path}: no tag columns between clip_id and mp3_path")
     ids = ann.strings(where["clip_id"])
     paths = ann.strings(where["mp3_path"])
+    ann.fail_where(ids == "", lambda r: "clip_id is empty")
     ann.check_unique(ids, "clip_id")
     ann.check_paths(paths)
+    ann.check_unique(paths, "mp3_path")  # one audio file under two ids would sit in two splits
     tag_matrix = _tag_matrix(ann, [where[tag] for tag in tags], tags)
     chosen = _taxonomy(taxonomy, tags, tag_matrix.sum(axis=0))
     # float32 so that the product runs in BLAS (integer matmul does not)
@@ -105,7 +107,7 @@ def _tag_matrix(ann: TextTable, positions: list[int], tags: list[str]) -> np.nda
         column = ann.data.column(position)
         ones = pc.equal(column, "1")
         valid = pc.or_(ones, pc.equal(column, "0"))
-        if not pc.all(valid).as_py():
+        if not pc.all(valid, min_count=0).as_py():  # min_count=0: True, not null, for no rows
             row = int(np.flatnonzero(~valid.to_numpy(zero_copy_only=False))[0])
             raise ann.error(row, f'tag column {tag!r} holds {column[row].as_py()!r}; expected "0" or "1"')
         columns.append(ones.to_numpy(zero_copy_only=False))
