@@ -178,10 +178,10 @@ def test_non_finite_samples(tmp_path):
     y = music(1.0, SR, seed=1)
     y[5000] = np.nan
     sf.write(tmp_path / "nan.wav", y, SR, subtype="FLOAT")
-    assert reason(tmp_path / "nan.wav") == "non-finite samples"
+    assert reason(tmp_path / "nan.wav") == "non-finite samples: NaN or infinity at 0.312 s (a float file with invalid values)"
     y[5000] = np.inf
-    sf.write(tmp_path / "inf.wav", y, 44_100, subtype="FLOAT")  # resampled: inf spreads, still caught
-    assert reason(tmp_path / "inf.wav") == "non-finite samples"
+    sf.write(tmp_path / "inf.wav", y, 44_100, subtype="FLOAT")  # caught before resampling spreads it
+    assert reason(tmp_path / "inf.wav").startswith("non-finite samples: NaN or infinity at 0.113 s")
 
 
 def test_no_frames(tmp_path):
