@@ -23,6 +23,7 @@ import numpy as np
 from featurestore import codecs, stats
 from featurestore import store as st
 from featurestore.errors import UserError
+from featurestore.files import final_name
 from featurestore.spec import FeatureSpec
 
 VERSIONED = ("featurestore", "zarr", "numcodecs", "numpy", "torch", "torchaudio", "librosa", "soundfile", "soxr",
@@ -50,8 +51,9 @@ class BuildReport:
     first_reasons: tuple[str, ...]  # "clip_id (path): reason", in store order
     elapsed: float  # seconds
     shards: int
-    shards_built: int  # by this run
+    shards_built: int  # and committed by this run
     shards_skipped: int  # already committed by an earlier run
+    shard_failures: tuple[str, ...] = ()  # "shard-00003 (clips 24-31): why its task failed"; clips stay pending
 
     def summary(self) -> str:
         lines = [
@@ -62,7 +64,22 @@ class BuildReport:
         if self.first_reasons:
             lines.append("first failures:")
             lines += [f"  {r}" for r in self.first_reasons]
+        if self.shard_failures:
+            lines.append(f"{len(self.shard_failures)} shard(s) could not be built (their clips stay pending; "
+                         "re-run the same command to retry them):")
+            lines += [f"  {r}" for r in self.shard_failures]
         return "\n".join(lines)
+
+
+class StorageError(Exception):
+    """The store cannot be written (permissions, a full disk, a vanished folder): every shard would fail."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """"Permission denied: PATH", naming the file a temporary stood for."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {final_name(os.fspath(exc.filename))}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
@@ -111,25 +128,33 @@ def build_store(
         raise UserError(f"{manifest_path}: the manifest has no rows: nothing to build")
     url, audio_root = _location(out), _location(audio_root)
     manifest_hash = manifest.content_hash()
-    group, layout = _prepare(url, spec, manifest, manifest_hash, os.fspath(manifest_path), shard_clips, overwrite)
-
-    records = {i: r for i, r in st.read_commits(url).items() if _valid(r, layout, spec.hash(), manifest_hash)}
-    todo = [i for i in range(layout.n_shards) if i not in records]
-    skipped = layout.n_shards - len(todo)
-    if todo:
-        table = manifest.table
-        jobs = []
-        for i in todo:
-            start, stop = layout.shard_range(i)
-            rows = table.iloc[start:stop]
-            jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
-                                 tuple(rows["split"] == "train"), manifest_hash))
-        with dask_client(workers, scheduler, worker_env, progress) as client:
-            _run(client, url, jobs, records, layout, skipped, progress)
-
-    ok, failed, pending, reasons = _finish(url, group, manifest, os.fspath(manifest_path), records, layout)
+    records: dict[int, dict[str, Any]] = {}
+    failures: dict[int, str] = {}
+    try:
+        group, layout = _prepare(url, spec, manifest, manifest_hash, os.fspath(manifest_path), shard_clips, overwrite)
+        records.update((i, r) for i, r in st.read_commits(url).items() if _valid(r, layout, spec.hash(), manifest_hash))
+        todo = [i for i in range(layout.n_shards) if i not in records]
+        skipped = layout.n_shards - len(todo)
+        if todo:
+            table = manifest.table
+            jobs = []
+            for i in todo:
+                start, stop = layout.shard_range(i)
+                rows = table.iloc[start:stop]
+                jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
+                                     tuple(rows["split"] == "train"), manifest_hash))
+            with dask_client(workers, scheduler, worker_env, progress) as client:
+                failures = _run(client, url, jobs, records, layout, skipped, progress)
+        ok, failed, pending, reasons = _finish(url, group, manifest, os.fspath(manifest_path), records, layout)
+    except (OSError, StorageError) as exc:
+        why = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        raise UserError(f"cannot write the store {url} ({why}); the build stopped and its {len(records)} committed "
+                        "shard(s) stay intact: make the location writable and re-run the same command to resume"
+                        ) from None
+    shard_failures = tuple(f"{st.shard_name(i)} (clips {layout.shard_range(i)[0]}-{layout.shard_range(i)[1] - 1}): "
+                           f"{why}" for i, why in sorted(failures.items()))
     return BuildReport(url, ok, failed, pending, tuple(reasons[:5]), time.perf_counter() - started,
-                       layout.n_shards, len(todo), skipped)
+                       layout.n_shards, len(todo) - len(failures), skipped, shard_failures)
 
 
 # --- the task (runs on a worker) -----------------------------------------------------------------
@@ -163,7 +188,7 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
     """Compute, write and read back one whole shard; return its commit record."""
     import zarr
 
-    from featurestore.audio import AudioError, decode
+    from featurestore.audio import AudioError, decode, resolve
 
     t0 = time.perf_counter()
     spec, (start, stop) = job.spec, job.layout.shard_range(job.index)
@@ -175,7 +200,7 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
     errors: dict[str, str] = {}
     for i, path in enumerate(job.paths):
         try:
-            decoded = decode(_source(job.audio_root, path), spec)
+            decoded = decode(resolve(job.audio_root, path), spec)  # refuses paths leaving the root
             features = extractor(decoded.samples)
             _check(features, enc)
         except AudioError as exc:
@@ -190,13 +215,16 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
             continue
         data["status"][i] = st.FAILED
 
-    group = zarr.open_group(st.zarr_store(job.url, read_only=False), mode="r+")
-    for name, values in data.items():
-        st.node(group, name)[start:stop] = values
-    # A lossless codec stores exactly these values; a quantized array is read back, since its
-    # stored values (which the hash and the statistics describe) are the rounded ones.
-    # `featurestore verify` re-hashes every shard from what is on disk.
-    stored = {**data, **st.read_shard(group, job.layout, job.index, [n for n in data if n in codec.steps])}
+    try:
+        group = zarr.open_group(st.zarr_store(job.url, read_only=False), mode="r+")
+        for name, values in data.items():
+            st.node(group, name)[start:stop] = values
+        # A lossless codec stores exactly these values; a quantized array is read back, since its
+        # stored values (which the hash and the statistics describe) are the rounded ones.
+        # `featurestore verify` re-hashes every shard from what is on disk.
+        stored = {**data, **st.read_shard(group, job.layout, job.index, [n for n in data if n in codec.steps])}
+    except OSError as exc:  # returned, not raised: the driver stops the build with one clear line
+        return {"shard": job.index, "storage_error": describe_os_error(exc)}
     include = (stored["status"] == st.OK) & np.asarray(job.train, dtype=bool)
     return {
         "shard": job.index,
@@ -211,10 +239,6 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         "stats": stats.partial_sums(stored, include),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-
-
-def _source(root: str, path: str) -> str:
-    return st.join(root, path) if "://" in root else os.path.join(root, path)
 
 
 def _check(features: dict[str, np.ndarray], enc: dict[str, codecs.ArrayCodec]) -> None:
@@ -270,6 +294,7 @@ def _prepare(url: str, spec: FeatureSpec, manifest: Any, manifest_hash: str, man
             raise UserError(f"{url} was started with --shard-size {old['shard_clips']}: resume with that size, "
                             "or pass --overwrite to rebuild it")
         layout = st.Layout(int(old["n_clips"]), int(old["chunk_clips"]), int(old["shard_clips"]))
+        st.remove_temporaries(url)
         group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
         st.create_missing_nodes(group, spec, layout)
         return group, layout
@@ -335,8 +360,16 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             yield client
         return
     with local_cluster(workers or os.cpu_count() or 1, worker_env) as cluster, Client(cluster) as client:
+        client.run(_quiet_cancellations)
         _announce(client, progress)
         yield client
+
+
+def _quiet_cancellations() -> None:
+    """A build that stops cancels its tasks in flight; our own workers need not log a warning for each."""
+    import logging
+
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -371,28 +404,54 @@ def _announce(client: Any, progress: bool) -> None:
 
 
 def _run(client: Any, url: str, jobs: list[ShardJob], records: dict[int, dict[str, Any]], layout: st.Layout,
-         skipped: int, progress: bool) -> None:
-    """Submit one task per shard; commit each as its result arrives."""
+         skipped: int, progress: bool) -> dict[int, str]:
+    """Submit one task per shard; commit each as its result arrives. Return why tasks failed, by
+    shard: one shard's failure (a worker that died on every try) leaves the others to finish. A
+    storage error is raised at once instead (StorageError), since every other shard would hit it too;
+    losing the cluster becomes a UserError."""
+    from concurrent.futures import CancelledError
+
     from dask.distributed import as_completed
+    from distributed.comm import CommClosedError
     from tqdm import tqdm
 
-    futures = [client.submit(build_shard, job, pure=False, key=f"build-{st.shard_name(job.index)}-{os.urandom(4).hex()}")
-               for job in jobs]
+    futures = {client.submit(build_shard, job, pure=False, key=f"build-{st.shard_name(job.index)}-{os.urandom(4).hex()}"):
+               job.index for job in jobs}
+    failures: dict[int, str] = {}
     clips = failed = 0
     t0 = time.perf_counter()
     with tqdm(total=layout.n_shards, initial=skipped, unit="shard", disable=not progress, file=sys.stderr) as bar:
         try:
             for future in as_completed(futures):
+                if future.status == "error":
+                    failures[futures[future]] = _task_failure(future.exception())
+                    bar.update()
+                    continue
                 record = future.result()
+                if "storage_error" in record:
+                    raise StorageError(record["storage_error"])
                 st.write_commit(url, record)
                 records[record["shard"]] = record
                 clips += record["ok"] + record["failed"]
                 failed += record["failed"]
                 bar.set_postfix(clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}", failed=failed)
                 bar.update()
+        except (CancelledError, CommClosedError):
+            raise UserError(f"lost the Dask cluster ({client.scheduler.address}) during the build; its "
+                            f"{len(records)} committed shard(s) stay intact: re-run the same command to resume") from None
         except BaseException:
-            client.cancel(futures)
+            client.cancel(list(futures))
             raise
+    return failures
+
+
+def _task_failure(exc: BaseException) -> str:
+    from distributed.scheduler import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return ("the task died with the worker running it on every try (a file that crashes the decoder, "
+                "or too little memory per worker): see the worker logs")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _finish(url: str, group: Any, manifest: Any, manifest_path: str, records: dict[int, dict[str, Any]],

@@ -99,6 +99,7 @@ def _worker_env(pairs: list[str]) -> dict[str, str | None]:
 def run_build(args: argparse.Namespace) -> int:
     from featurestore.build import build_store
 
+    _quiet_client_close_logs()
     spec = resolve_spec(args)
     print(f"spec {spec.hash()}: {json.dumps(spec.to_dict())}")
     report = build_store(
@@ -110,13 +111,29 @@ def run_build(args: argparse.Namespace) -> int:
     return 0 if report.pending == 0 else 1
 
 
+def _quiet_client_close_logs() -> None:
+    """A Dask client that loses its scheduler logs tracebacks of its own cancelled shutdown (from its
+    event-loop thread, even after the build has returned); the build then says in one line what
+    happened and what to do, so this program drops those records."""
+    import asyncio
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+    logging.getLogger("distributed.client").addFilter(keep)
+
+
 def run_info(args: argparse.Namespace) -> int:
     from featurestore.store import FAILED, OK, PENDING, footprint, open_store
 
     store = open_store(args.store)
     status = store.status
     counts = {name: int((status == value).sum()) for name, value in (("ok", OK), ("failed", FAILED), ("pending", PENDING))}
-    print(f"store      {store.url} ({store.build_state})")
+    print(f"store      {store.url}")
+    print("state      " + ("complete" if store.build_state == "complete" else
+                           f"INCOMPLETE ({store.build_state}): {counts['pending']} clips pending, counts include "
+                           "committed shards only; finish it by re-running its `featurestore build` command"))
     print(f"dataset    {store.attrs.get('dataset')}, {store.n_clips} clips: "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"spec       {store.attrs['spec_hash']}: {json.dumps(store.spec.to_dict())}")

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 # Temporaries are hidden siblings named `.NAME.HEX.tmpSUFFIX`; a killed writer's leftovers match this.
 TEMPORARY_GLOB = ".*.tmp*"
+# ... and zarr's LocalStore writes `KEY.HEX.partial` before renaming it to KEY.
+_TEMPORARY = re.compile(r"^\.(?P<ours>.+)\.[0-9a-f]{32}\.tmp.*$|^(?P<zarrs>.+)\.[0-9a-f]{32}\.partial$")
+
+
+def final_name(path: str) -> str:
+    """The file a temporary stands for (its own path otherwise): what an error message should name."""
+    head, name = os.path.split(path)
+    match = _TEMPORARY.match(name)
+    return os.path.join(head, match["ours"] or match["zarrs"]) if match else path
 
 
 @contextlib.contextmanager

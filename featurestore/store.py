@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from featurestore.errors import UserError
-from featurestore.files import atomic_path
+from featurestore.files import TEMPORARY_GLOB, atomic_path
 from featurestore.spec import FeatureSpec
 
 FORMAT_VERSION = 1
@@ -168,6 +168,20 @@ def remove_tree(url: str) -> None:
     fs, path = _fs(url)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+def remove_temporaries(url: str) -> int:
+    """Delete what killed writers left behind on a local disk: zarr's `KEY.HEX.partial` files
+    and this package's hidden temporaries (object stores write whole objects, and leave none)."""
+    from pathlib import Path
+
+    fs, path = _fs(url)
+    if not _is_local(fs):
+        return 0
+    leftovers = [*Path(path).rglob("*.partial"), *Path(path).rglob(TEMPORARY_GLOB)]
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)
 
 
 def write_parquet(url: str, table: Any) -> None:

@@ -9,9 +9,6 @@ session however many modules use it.
 
 from __future__ import annotations
 
-import _thread
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,26 +67,22 @@ def trainer_stores(tmp_path_factory, dask_cluster) -> Stores:
 
 @pytest.fixture(scope="session")
 def interrupted_store(tmp_path_factory, trainer_stores, dask_cluster) -> str:
-    """A build stopped by Ctrl-C once its first shard is committed: `building`, clips pending."""
+    """A build stopped by Ctrl-C as it was about to commit its fourth shard: `building`, 3 of its
+    6 shards committed (so every split has ok clips), the others pending."""
+    from featurestore import store
+
     out = tmp_path_factory.mktemp("interrupted") / "store.zarr"
-    finished = threading.Event()
+    write_commit, calls = store.write_commit, []
 
-    def interrupt_after_first_commit():
-        while not finished.is_set():
-            if list((out / "commits").glob("shard-*.json")):
-                _thread.interrupt_main()  # what Ctrl-C does
-                return
-            time.sleep(0.002)
+    def ctrl_c_at_the_fourth(url, record):
+        calls.append(record["shard"])
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # what Ctrl-C does at that moment
+        write_commit(url, record)
 
-    watcher = threading.Thread(target=interrupt_after_first_commit, daemon=True)
-    watcher.start()
-    try:
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(store, "write_commit", ctrl_c_at_the_fourth)
         build_store(trainer_stores.tags_manifest, trainer_stores.tags_audio, out,
                     SPEC.replace(features=("logmel",)), shard_clips=8, scheduler=dask_cluster.scheduler_address,
                     progress=False)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        finished.set()
-        watcher.join()
     return str(out)

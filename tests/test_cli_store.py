@@ -36,7 +36,7 @@ def test_info_prints_counts_and_the_footprint_of_every_array(built_store, capsys
     url = built_store[0]
     assert main(["info", str(url), "--scale-to", "25863"]) == 0
     out = capsys.readouterr().out
-    assert "ok 24, failed 5, pending 0" in out and "(complete)" in out and SPEC.hash() in out
+    assert "ok 24, failed 5, pending 0" in out and "state      complete" in out and SPEC.hash() in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert "x 25863 clips" in lines["array"]
     rows = {r.name: r for r in footprint(open_store(url))}
