@@ -1,4 +1,4 @@
-"""`python -m benchmarks [footprint|build|loader|scaling|all] [--quick] [--out DIR] [--cache DIR]`."""
+"""`python -m benchmarks [footprint|build|loader|scaling|recovery|all] [--quick] [--out DIR] [--cache DIR]`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("names", nargs="*", default=["all"], choices=[*ORDER, "all"], metavar="BENCHMARK",
                         help=f"one or more of {', '.join(ORDER)}, or all (default)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny inputs (3-s clips, a handful of each; under a minute for all four): "
+                        help="tiny inputs (3-s clips, a handful of each; about a minute for all of them): "
                              "a smoke test of every code path, not a measurement")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where RESULTS.md, results/*.json and PNGs go (default {DEFAULT_OUT}, "

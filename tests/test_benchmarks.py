@@ -17,12 +17,13 @@ EXPECTED = {  # benchmark -> (section title, words each expected table caption c
     "loader": ("Loader throughput", ["Samples/s"], []),
     "scaling": ("Scaling", ["Start-up", "Build time against clip count", "Warm clusters", "Projected wall time"],
                 ["scaling.png"]),
+    "recovery": ("Recovery", ["MTAT-like clips"], []),
 }
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One `all --quick` run (the four benchmarks share warm Dask clusters, as in a real run)."""
+    """One `all --quick` run (the benchmarks share warm Dask clusters, as in a real run)."""
     out = tmp_path_factory.mktemp("bench-out")
     code = main(["all", "--quick", "--out", str(out), "--cache", str(tmp_path_factory.mktemp("bench-cache"))])
     return code, out
