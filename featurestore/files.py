@@ -12,6 +12,7 @@ from pathlib import Path
 # Temporaries are hidden siblings named `.NAME.HEX.tmpSUFFIX`; a killed writer's leftovers match this.
 TEMPORARY_GLOB = ".*.tmp*"
 # ... and zarr's LocalStore writes `KEY.HEX.partial` before renaming it to KEY.
+ZARR_TEMPORARY_GLOB = "*.partial"
 _TEMPORARY = re.compile(r"^\.(?P<ours>.+)\.[0-9a-f]{32}\.tmp.*$|^(?P<zarrs>.+)\.[0-9a-f]{32}\.partial$")
 
 

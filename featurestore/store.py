@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from featurestore.errors import UserError
-from featurestore.files import TEMPORARY_GLOB, atomic_path
+from featurestore.files import TEMPORARY_GLOB, ZARR_TEMPORARY_GLOB, atomic_path
 from featurestore.spec import FeatureSpec
 
 FORMAT_VERSION = 1
@@ -170,18 +170,16 @@ def remove_tree(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def remove_temporaries(url: str) -> int:
+def remove_temporaries(url: str) -> None:
     """Delete what killed writers left behind on a local disk: zarr's `KEY.HEX.partial` files
     and this package's hidden temporaries (object stores write whole objects, and leave none)."""
     from pathlib import Path
 
     fs, path = _fs(url)
-    if not _is_local(fs):
-        return 0
-    leftovers = [*Path(path).rglob("*.partial"), *Path(path).rglob(TEMPORARY_GLOB)]
-    for leftover in leftovers:
-        leftover.unlink(missing_ok=True)
-    return len(leftovers)
+    if _is_local(fs):
+        for pattern in (ZARR_TEMPORARY_GLOB, TEMPORARY_GLOB):
+            for leftover in Path(path).rglob(pattern):
+                leftover.unlink(missing_ok=True)
 
 
 def write_parquet(url: str, table: Any) -> None:

@@ -230,6 +230,10 @@ def test_a_build_killed_anywhere_resumes_recomputing_only_uncommitted_shards(
     interrupted = open_store(out)
     assert interrupted.build_state == "building"
     assert interrupted.n_pending == interrupted.n_clips - SHARD * committed
+    # what a writer killed mid-file leaves: zarr's temporary beside a shard, ours beside a record
+    (out / "logmel" / "c" / "8").mkdir(parents=True, exist_ok=True)
+    (out / "logmel" / "c" / "8" / f"0.{'ab' * 16}.partial").write_bytes(b"half a shard")
+    (out / "commits" / f".shard-00008.json.{'cd' * 16}.tmp.json").write_bytes(b"{")
 
     built, skipped, seconds = _rerun(capsys, args)
     assert (built, skipped) == (9 - committed, committed)
