@@ -266,7 +266,7 @@ def _ms(samples: int, rate: int) -> str:
     return f"{samples / rate * 1000:.3g} ms"
 
 
-def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | None = None) -> Decoded:
+def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | None) -> Decoded:
     rate, frames = sound.samplerate, sound.frames
     if sound.channels < 1:
         raise AudioError("no audio channels")

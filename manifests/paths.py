@@ -70,13 +70,10 @@ def scan_audio(folder: Path) -> tuple[list[str], int]:
                 except UnicodeEncodeError:  # os.walk hands undecodable bytes over as lone surrogates
                     shown = os.fsencode(folder / path).decode("utf-8", "backslashreplace")
                     raise UserError(f"{shown}: file or folder name is not UTF-8; rename it") from None
+                if not stays_inside(path):  # a folder named "~" or "C:" is legal; a manifest path must not look absolute
+                    raise UserError(f"{folder / path}: a path starting with '~' or a drive letter reads as absolute;"
+                                    " rename the file or folder")
                 found.append(path)
             else:
                 skipped += 1
-    bad = first_invalid_path(pd.Series(found, dtype="str")) if found else None
-    if bad is not None:  # a folder named "~" or "C:" is legal, but a manifest path must not look absolute
-        raise UserError(
-            f"{folder / found[bad]}: a path starting with '~' or a drive letter reads as absolute;"
-            " rename the file or folder"
-        )
     return sorted(found), skipped
