@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from featurestore import codecs, stats
+from featurestore import codecs, environment, stats
 from featurestore import store as st
 from featurestore.errors import UserError
 from featurestore.files import final_name
@@ -126,24 +126,34 @@ def build_store(
     manifest = manifests.load(manifest_path)
     if len(manifest.table) == 0:
         raise UserError(f"{manifest_path}: the manifest has no rows: nothing to build")
+    libraries = environment.FEATURE_LIBRARIES + (
+        environment.HANDCRAFTED_LIBRARIES if "handcrafted" in spec.features else ())
+    environment.require(libraries)
     url, audio_root = _location(out), _location(audio_root)
     manifest_hash = manifest.content_hash()
     records: dict[int, dict[str, Any]] = {}
     failures: dict[int, str] = {}
     try:
-        group, layout = _prepare(url, spec, manifest, manifest_hash, os.fspath(manifest_path), shard_clips, overwrite)
-        records.update((i, r) for i, r in st.read_commits(url).items() if _valid(r, layout, spec.hash(), manifest_hash))
+        old, layout = _plan(url, spec, manifest_hash, os.fspath(manifest_path), len(manifest.table), shard_clips,
+                            overwrite)
+        if old is not None:
+            records.update((i, r) for i, r in st.read_commits(url).items()
+                           if _valid(r, layout, spec.hash(), manifest_hash))
         todo = [i for i in range(layout.n_shards) if i not in records]
         skipped = layout.n_shards - len(todo)
-        if todo:
-            table = manifest.table
-            jobs = []
-            for i in todo:
-                start, stop = layout.shard_range(i)
-                rows = table.iloc[start:stop]
-                jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
-                                     tuple(rows["split"] == "train"), manifest_hash))
-            with dask_client(workers, scheduler, worker_env, progress) as client:
+        cluster = dask_client(workers, scheduler, worker_env, progress) if todo else contextlib.nullcontext()
+        with cluster as client:
+            if client is not None:
+                check_workers(client, libraries)  # before the store is touched
+            group = _open(url, old, spec, manifest, manifest_hash, os.fspath(manifest_path), layout)
+            if todo:
+                table = manifest.table
+                jobs = []
+                for i in todo:
+                    start, stop = layout.shard_range(i)
+                    rows = table.iloc[start:stop]
+                    jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
+                                         tuple(rows["split"] == "train"), manifest_hash))
                 failures = _run(client, url, jobs, records, layout, skipped, progress)
         ok, failed, pending, reasons = _finish(url, group, manifest, os.fspath(manifest_path), records, layout)
     except (OSError, StorageError) as exc:
@@ -273,12 +283,10 @@ def _existing_attrs(url: str) -> dict[str, Any] | None:
     return None
 
 
-def _prepare(url: str, spec: FeatureSpec, manifest: Any, manifest_hash: str, manifest_path: str,
-             shard_clips: int | None, overwrite: bool) -> tuple[Any, st.Layout]:
-    """Open the store to resume it, or create it; refuse to mix specs, manifests or layouts."""
-    import zarr
-
-    n = len(manifest.table)
+def _plan(url: str, spec: FeatureSpec, manifest_hash: str, manifest_path: str, n_clips: int,
+          shard_clips: int | None, overwrite: bool) -> tuple[dict[str, Any] | None, st.Layout]:
+    """Read-only: the attributes of the store to resume (None: create one) and its layout;
+    refuse to mix specs, manifests or layouts."""
     old = None if overwrite else _existing_attrs(url)
     if old is not None:
         if old.get("format_version") != st.FORMAT_VERSION:
@@ -293,18 +301,26 @@ def _prepare(url: str, spec: FeatureSpec, manifest: Any, manifest_hash: str, man
         if shard_clips is not None and shard_clips != old["shard_clips"]:
             raise UserError(f"{url} was started with --shard-size {old['shard_clips']}: resume with that size, "
                             "or pass --overwrite to rebuild it")
-        layout = st.Layout(int(old["n_clips"]), int(old["chunk_clips"]), int(old["shard_clips"]))
-        st.remove_temporaries(url)
-        group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
-        st.create_missing_nodes(group, spec, layout)
-        return group, layout
+        return old, st.Layout(int(old["n_clips"]), int(old["chunk_clips"]), int(old["shard_clips"]))
     if st.list_names(url) and not overwrite:
         raise UserError(f"{url} exists and is not a feature store: choose a new or empty --out, "
                         "or pass --overwrite to replace it")
     if shard_clips is not None and (shard_clips < 1 or shard_clips % st.CHUNK_CLIPS):
         raise UserError(f"--shard-size must be a positive multiple of {st.CHUNK_CLIPS} clips (the chunk size), "
                         f"got {shard_clips}")
-    layout = st.Layout(n, st.CHUNK_CLIPS, shard_clips or st.default_shard_clips(n, spec))
+    return None, st.Layout(n_clips, st.CHUNK_CLIPS, shard_clips or st.default_shard_clips(n_clips, spec))
+
+
+def _open(url: str, old: dict[str, Any] | None, spec: FeatureSpec, manifest: Any, manifest_hash: str,
+          manifest_path: str, layout: st.Layout) -> Any:
+    """The store's group, opened to resume (`old` is its attributes) or created afresh."""
+    import zarr
+
+    if old is not None:
+        st.remove_temporaries(url)
+        group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
+        st.create_missing_nodes(group, spec, layout)
+        return group
     st.remove_tree(url)
     arrays = st.clip_arrays(spec)
     attrs = {
@@ -314,7 +330,7 @@ def _prepare(url: str, spec: FeatureSpec, manifest: Any, manifest_hash: str, man
         "manifest_hash": manifest_hash,
         "dataset": manifest.meta.dataset,
         "labels": list(manifest.meta.labels),
-        "n_clips": n,
+        "n_clips": layout.n_clips,
         "chunk_clips": layout.chunk_clips,
         "shard_clips": layout.shard_clips,
         "build_state": "building",
@@ -326,8 +342,8 @@ def _prepare(url: str, spec: FeatureSpec, manifest: Any, manifest_hash: str, man
 
         attrs["handcrafted_names"] = list(DESCRIPTOR_NAMES)
     group = st.create(url, attrs, spec, layout)
-    _write_manifest(url, manifest, manifest_path, [""] * n)
-    return group, layout
+    _write_manifest(url, manifest, manifest_path, [""] * layout.n_clips)
+    return group
 
 
 def _valid(record: dict[str, Any], layout: st.Layout, spec_hash: str, manifest_hash: str) -> bool:
@@ -363,6 +379,20 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
         client.run(_quiet_cancellations)
         _announce(client, progress)
         yield client
+
+
+def check_workers(client: Any, libraries: tuple[str, ...] = environment.FEATURE_LIBRARIES) -> None:
+    """Stop with one line when a worker cannot import or run the feature libraries, instead of
+    one identical failure per shard."""
+    try:
+        found = {w: p for w, p in client.run(environment.problem, libraries).items() if p}
+    except Exception as exc:  # noqa: BLE001 - e.g. featurestore itself missing on the workers
+        raise UserError(f"the Dask workers cannot run featurestore ({type(exc).__name__}: {exc}): "
+                        f"{environment.FIX}") from None
+    if found:
+        worker, problem = sorted(found.items())[0]
+        others = f" (and {len(found) - 1} other worker(s))" if len(found) > 1 else ""
+        raise UserError(f"Dask worker {worker}{others}: {problem}")
 
 
 def _quiet_cancellations() -> None:

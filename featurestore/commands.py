@@ -76,6 +76,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--csv", required=True, metavar="OUT", help="CSV file to write")
     e.set_defaults(func=run_export)
 
+    d = subparsers.add_parser("doctor", help="check that the feature libraries load and compute; print versions",
+                              description="Print the versions of the libraries the store depends on and check "
+                                          "that they import and compute (torch with torchaudio, libsndfile, soxr, "
+                                          "Blosc, librosa); exit 2 with the fix when they do not.")
+    d.set_defaults(func=run_doctor)
+
 
 def resolve_spec(args: argparse.Namespace):  # -> FeatureSpec
     from featurestore.spec import preset
@@ -189,4 +195,17 @@ def run_export(args: argparse.Namespace) -> int:
     table = export_features(open_store(args.store))
     write_bytes(args.csv, table.to_csv(index=False).encode())
     print(f"{args.csv}: {len(table)} rows (segments of the ok clips)")
+    return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    import platform
+
+    from featurestore import environment
+
+    print(f"{'python':14s} {platform.python_version()}")
+    for name, version in environment.versions().items():
+        print(f"{name:14s} {version}")
+    environment.require(environment.FEATURE_LIBRARIES + environment.HANDCRAFTED_LIBRARIES)
+    print("ok: the feature libraries import and compute")
     return 0

@@ -50,8 +50,9 @@ class CliCluster:
 
 
 @contextlib.contextmanager
-def _dask_cli_cluster(folder: Path, workers: int) -> Iterator[CliCluster]:
-    """`dask scheduler` and `workers` `dask worker` processes (one thread each) on 127.0.0.1.
+def _dask_cli_cluster(folder: Path, workers: int, worker_env: dict[str, str] | None = None) -> Iterator[CliCluster]:
+    """`dask scheduler` and `workers` `dask worker` processes (one thread each) on 127.0.0.1, the
+    workers' environment updated by `worker_env`.
 
     They stop by themselves if this process dies: the scheduler after 10 idle minutes, the workers
     20 s after losing it."""
@@ -66,7 +67,8 @@ def _dask_cli_cluster(folder: Path, workers: int) -> Iterator[CliCluster]:
                                   stdout=log, stderr=log, env=env)]
     processes += [subprocess.Popen([dask, "worker", "--scheduler-file", scheduler_file, "--host", "127.0.0.1",
                                     "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--death-timeout", "20",
-                                    "--name", f"cli-worker-{i}"], stdout=log, stderr=log, env=env)
+                                    "--name", f"cli-worker-{i}"], stdout=log, stderr=log,
+                                   env={**env, **(worker_env or {})})
                   for i in range(workers)]
     try:
         deadline = time.monotonic() + 60
@@ -473,3 +475,21 @@ def test_verify_names_a_shard_whose_bytes_changed_on_disk(name, local_reference,
                      captured.out, re.MULTILINE), captured.out
     assert {m for m in re.findall(r"shard-\d+", captured.out)} == {"shard-00003"}
     assert "problem(s) in 9 shard(s) checked" in captured.err
+
+
+def test_workers_that_cannot_load_the_feature_libraries_stop_the_build_in_one_line(store_corpus, tmp_path):
+    """The driver's environment is fine; the cluster's workers have a torchaudio that cannot load
+    (a shadow package raising the OSError of a mismatched torch): one line naming a worker, exit 2,
+    no shard attempted and no store created."""
+    from helpers_environment import broken_package
+
+    shadow = broken_package(tmp_path / "shadow", "torchaudio")
+    with _dask_cli_cluster(tmp_path, workers=2, worker_env={"PYTHONPATH": str(shadow)}) as cluster:
+        out = tmp_path / "store.zarr"
+        code, stdout, err = _finish(_start(_build_args(store_corpus, out, "--scheduler", cluster.address)))
+    assert code == 2, err
+    assert re.fullmatch(r"featurestore build: error: Dask worker tcp://127\.0\.0\.1:\d+ \(and 1 other worker\(s\)\): "
+                        r"torchaudio \S+ cannot load with torch \S+ \(OSError: Could not load this library: .*\): "
+                        r"install a matching pair; reinstall the tested set: pip install -c constraints.txt -e \. "
+                        r"\(README, Install\)\n", err), err
+    assert not out.exists()

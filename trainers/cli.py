@@ -1,8 +1,11 @@
-"""Sub-commands `models`, `train`, `evaluate`, `predict`. Only argparse at import time."""
+"""Sub-commands `models`, `train`, `evaluate`, `predict`. Only argparse (and the stdlib-only environment
+check) at import time."""
 
 from __future__ import annotations
 
 import argparse
+
+from featurestore.environment import require
 
 CHECKPOINTS = ("best.pt", "last.pt")
 
@@ -84,6 +87,7 @@ def add_parser(subparsers) -> None:
 
 
 def _models(args) -> int:
+    require()  # a broken install is one line, not a traceback from an import
     from trainers.zoo import model_table
 
     print(model_table(args.store, args.classes))
@@ -91,6 +95,7 @@ def _models(args) -> int:
 
 
 def _train(args) -> int:
+    require()  # a broken install is one line, not a traceback from an import
     from trainers.augment import AugmentConfig
     from trainers.config import TrainConfig
     from trainers.inputs import InputConfig
@@ -123,6 +128,7 @@ def _headline(result: dict) -> dict[str, float]:
 
 
 def _evaluate(args) -> int:
+    require()  # a broken install is one line, not a traceback from an import
     from trainers.evaluate import evaluate_run
 
     out, evaluation = evaluate_run(args.run, split=args.split, store=args.store, out=args.out,
@@ -136,6 +142,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    require()  # a broken install is one line, not a traceback from an import
     import json
 
     from trainers.predict import predict_files

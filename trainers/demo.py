@@ -48,6 +48,9 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from featurestore.environment import require
+
+    require()  # before the corpus is generated: a broken install is one line
     config = DemoConfig(out=args.out, clips_per_style=args.clips_per_style, seconds=args.seconds,
                         epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, multilabel=args.multilabel, seed=args.seed)
     run_demo(config)
