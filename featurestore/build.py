@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import os
 import sys
 import time
@@ -130,6 +131,7 @@ def build_store(
         environment.HANDCRAFTED_LIBRARIES if "handcrafted" in spec.features else ())
     environment.require(libraries)
     url, audio_root = _location(out), _location(audio_root)
+    check_audio_root(audio_root, manifest.table["path"].tolist())
     manifest_hash = manifest.content_hash()
     records: dict[int, dict[str, Any]] = {}
     failures: dict[int, str] = {}
@@ -302,9 +304,14 @@ def _plan(url: str, spec: FeatureSpec, manifest_hash: str, manifest_path: str, n
             raise UserError(f"{url} was started with --shard-size {old['shard_clips']}: resume with that size, "
                             "or pass --overwrite to rebuild it")
         return old, st.Layout(int(old["n_clips"]), int(old["chunk_clips"]), int(old["shard_clips"]))
-    if st.list_names(url) and not overwrite:
-        raise UserError(f"{url} exists and is not a feature store: choose a new or empty --out, "
-                        "or pass --overwrite to replace it")
+    existing = st.list_names(url)
+    if existing and not st.is_store(url):
+        raise UserError(f"{url} holds files that are not a feature store ({', '.join(existing[:3])}"
+                        f"{', ...' if len(existing) > 3 else ''}): choose a new or empty --out (--overwrite "
+                        "replaces only a feature store, and nothing here was deleted)")
+    if existing and not overwrite:
+        raise UserError(f"{url} holds a feature store this build cannot resume: pass --overwrite to rebuild it, "
+                        "or choose another --out")
     if shard_clips is not None and (shard_clips < 1 or shard_clips % st.CHUNK_CLIPS):
         raise UserError(f"--shard-size must be a positive multiple of {st.CHUNK_CLIPS} clips (the chunk size), "
                         f"got {shard_clips}")
@@ -346,6 +353,25 @@ def _open(url: str, old: dict[str, Any] | None, spec: FeatureSpec, manifest: Any
     return group
 
 
+AUDIO_SAMPLE = 16  # manifest paths looked up before a build starts
+
+
+def check_audio_root(audio_root: str, paths: list[str]) -> None:
+    """Refuse an audio root that is not there, or under which none of a sample of the manifest's
+    paths exists: a wrong root would otherwise run the whole build to mark every clip failed."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(audio_root)
+    if not fs.isdir(root):
+        raise UserError(f"--audio-root {audio_root} is not a folder: give the folder the manifest paths are "
+                        "relative to")
+    spread = np.linspace(0, len(paths) - 1, min(len(paths), AUDIO_SAMPLE)).round().astype(int)
+    sample = [paths[i] for i in np.unique(spread)]
+    if not any(fs.exists(f"{root.rstrip('/')}/{path}") for path in sample):
+        raise UserError(f"none of {len(sample)} manifest paths sampled from first to last is under --audio-root "
+                        f"{audio_root} (e.g. {sample[0]}): give the folder the manifest paths are relative to")
+
+
 def _valid(record: dict[str, Any], layout: st.Layout, spec_hash: str, manifest_hash: str) -> bool:
     start, stop = layout.shard_range(int(record["shard"]))
     return (
@@ -376,7 +402,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             yield client
         return
     with local_cluster(workers or os.cpu_count() or 1, worker_env) as cluster, Client(cluster) as client:
-        client.run(_quiet_cancellations)
+        client.run(_quiet_worker_logs)
         _announce(client, progress)
         yield client
 
@@ -395,10 +421,22 @@ def check_workers(client: Any, libraries: tuple[str, ...] = environment.FEATURE_
         raise UserError(f"Dask worker {worker}{others}: {problem}")
 
 
-def _quiet_cancellations() -> None:
-    """A build that stops cancels its tasks in flight; our own workers need not log a warning for each."""
-    import logging
+class _DropMessages(logging.Filter):
+    """Drops log records whose message starts with one of `prefixes`."""
 
+    def __init__(self, *prefixes: str):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def _quiet_worker_logs() -> None:
+    """Our own local workers log nothing the build reports itself: a task that failed is in the
+    summary (Dask's "Compute Failed" block would repeat it with a traceback), and a build that
+    stops cancels its tasks in flight (a warning each)."""
+    logging.getLogger("distributed.worker").addFilter(_DropMessages("Compute Failed"))
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
@@ -424,8 +462,15 @@ def local_cluster(workers: int, worker_env: Mapping[str, str | None] | None = No
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    with cluster:
-        yield cluster
+    # Closing kills workers still busy after a few seconds (a cancelled task finishing a clip); the
+    # nanny's warning about it says nothing the user can act on.
+    quiet_close = _DropMessages("Worker process still alive")
+    logging.getLogger("distributed.nanny").addFilter(quiet_close)
+    try:
+        with cluster:
+            yield cluster
+    finally:
+        logging.getLogger("distributed.nanny").removeFilter(quiet_close)
 
 
 def _announce(client: Any, progress: bool) -> None:

@@ -164,6 +164,15 @@ def list_names(url: str) -> list[str]:
         return []
 
 
+def is_store(url: str) -> bool:
+    """Whether `url` holds a feature store's root group (whole or half-built): what --overwrite may replace."""
+    try:
+        meta = json.loads(read_bytes(join(url, "zarr.json")) or b"")
+    except ValueError:
+        return False
+    return isinstance(meta, dict) and ATTRS_KEY in (meta.get("attributes") or {})
+
+
 def remove_tree(url: str) -> None:
     fs, path = _fs(url)
     if fs.exists(path):

@@ -83,6 +83,10 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     folder.add_argument("--root", required=True, type=Path, help="folder of label folders (the audio root)")
     folder.add_argument("--split", help=SPLIT_HELP)
+    folder.add_argument("--group-regex", metavar="REGEX",
+                        help="leakage key from each path below its label folder: the first capture group (or the "
+                             "match), e.g. '^([^/]+)/' for a sub-folder per album or '^(.+?) - ' for 'Artist - "
+                             "Title.mp3' (default: each file is its own group)")
     folder.set_defaults(func=_build, audio_root_arg="root")
 
     csv = sources.add_parser(
@@ -116,7 +120,7 @@ def _adapter_call(args: argparse.Namespace):
             seed=args.seed, keep_unlabelled=args.keep_unlabelled,
         )  # fmt: skip
     if args.source == "folder":
-        return adapters.folder(args.root, split=args.split, seed=args.seed)
+        return adapters.folder(args.root, split=args.split, seed=args.seed, group_regex=args.group_regex)
     return adapters.csv(args.file, split=args.split, seed=args.seed, keep_unlabelled=args.keep_unlabelled)
 
 
@@ -142,6 +146,9 @@ def _build(args: argparse.Namespace) -> int:
                 f" (first: {missing[0]}); fix the audio root or the metadata"
             )
     io.save(manifest, args.out)
+    if args.source == "folder" and args.group_regex is None:
+        print("warning: no --group-regex: every file is its own group, so pieces of one song or artist can "
+              "land in different splits and inflate test scores", file=sys.stderr)
     print(report.summary(manifest, str(args.out)))
     return 0
 

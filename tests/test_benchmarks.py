@@ -18,6 +18,7 @@ EXPECTED = {  # benchmark -> (section title, words each expected table caption c
     "scaling": ("Scaling", ["Start-up", "Build time against clip count", "Warm clusters", "Projected wall time"],
                 ["scaling.png"]),
     "recovery": ("Recovery", ["MTAT-like clips"], []),
+    "gpu": ("GPU training", ["Training samples/s", "Loader alone", "trained on the CPU and on CUDA"], []),
 }
 
 
@@ -67,3 +68,18 @@ def test_sections_accumulate_and_render_in_a_fixed_order(tmp_path):
     assert text.index("## Footprint") < text.index("## Scaling")
     assert "| footprint | w | ≥ 1 | 0.5 | **MISSED** |" in text
     assert text == render(load_sections(tmp_path))
+
+
+def test_gpu_benchmark_runs_its_cpu_reference_and_marks_cuda_skipped(quick_run):
+    """Without a CUDA device (CI) every CUDA row says so; every model still has a measured CPU row."""
+    import torch
+
+    _, out = quick_run
+    section = json.loads((out / "results" / "gpu.json").read_text())
+    training = section["tables"][0]["rows"]
+    cpu = {row[0]: row for row in training if row[1] == "cpu"}
+    assert sorted(cpu) == ["cnn3", "cnn4", "mixnet", "nnet2"]
+    assert all(float(row[3].replace(",", "")) > 0 for row in cpu.values())
+    if not torch.cuda.is_available():
+        assert [row[2] for row in training if row[1] == "cuda"] == ["skipped: no CUDA device"] * 4
+        assert section["targets"] == []  # no target is judged on a machine that cannot measure it

@@ -174,10 +174,10 @@ def test_refuses_another_spec_another_manifest_and_foreign_folders(built_store, 
     with pytest.raises(UserError, match="multiple of 8"):
         build_store(store_corpus.manifest, store_corpus.audio, tmp_path / "new.zarr", SPEC, shard_clips=12)
 
-    report = build_store(store_corpus.manifest, store_corpus.audio, foreign, SPEC, overwrite=True,
-                         scheduler=dask_cluster.scheduler_address, progress=False)
-    assert report.pending == 0 and not (foreign / "todo.txt").exists()
-    assert_same_arrays(read_arrays(foreign), read_arrays(url))
+    with pytest.raises(UserError, match="not a feature store.*nothing here was deleted"):
+        build_store(store_corpus.manifest, store_corpus.audio, foreign, SPEC, overwrite=True,
+                    scheduler=dask_cluster.scheduler_address, progress=False)
+    assert (foreign / "todo.txt").read_text() == "keep me"
 
 
 def test_quantized_codec_bounds_the_error_and_is_smaller_than_float16(built_store, store_corpus, dask_cluster, tmp_path):

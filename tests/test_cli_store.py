@@ -124,3 +124,36 @@ def test_every_store_command_has_help(capsys):
             main([command, "--help"])
         assert exit_.value.code == 0
         assert capsys.readouterr().out.startswith(f"usage: featurestore {command}")
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_store(store_corpus, tmp_path, capsys):
+    out = tmp_path / "results"
+    (out / "plots").mkdir(parents=True)
+    (out / "notes.txt").write_text("a month of work")
+    args = ["build", str(store_corpus.few_manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
+            "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--quiet", "--overwrite"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"featurestore build: error: {out} holds files that are not a feature store (notes.txt, plots): "
+                   "choose a new or empty --out (--overwrite replaces only a feature store, and nothing here was "
+                   "deleted)\n")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "plots"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*args[:5], str(empty), *args[6:]]) == 0, "an empty folder is fine to build into"
+    assert main([*args[:5], str(empty), *args[6:]]) == 0, "and a store is replaced by --overwrite"
+    assert "(1 built now, 0 already committed)" in capsys.readouterr().out
+
+
+def test_a_wrong_audio_root_is_refused_before_the_build_starts(store_corpus, tmp_path, capsys):
+    out = tmp_path / "store.zarr"
+    base = ["build", str(store_corpus.manifest), "--out", str(out), "--duration", "1", "--crop-samples", "4096",
+            "--workers", "1", "--quiet", "--audio-root"]
+    assert main([*base, str(tmp_path / "nonexistent")]) == 2
+    assert capsys.readouterr().err == (f"featurestore build: error: --audio-root {tmp_path / 'nonexistent'} is not a "
+                                       "folder: give the folder the manifest paths are relative to\n")
+    assert main([*base, str(store_corpus.audio.parent)]) == 2  # one level too high: no path resolves
+    err = capsys.readouterr().err
+    assert "none of 16 manifest paths sampled from first to last is under --audio-root" in err
+    assert err.count("\n") == 1
+    assert not out.exists()

@@ -58,3 +58,35 @@ def test_demo_multilabel_variant_trains_a_tagger(tmp_path, capsys):
     metrics = json.loads((tmp_path / "run-cnn4" / "metrics.json").read_text())
     assert metrics["roc_auc_macro"] >= 0.75, metrics
     assert "roc_auc_macro" in capsys.readouterr().out
+
+
+def test_demo_stops_after_a_failed_build_in_one_line(tmp_path):
+    """Good files damaged on disk after the corpus was written (same sizes, so it is reused): the
+    build fails them, and the demo stops there with one line instead of training on nothing; no
+    Dask log block reaches the terminal."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from featurestore.synth import CorpusConfig, generate_corpus
+
+    corpus = generate_corpus(CorpusConfig(root=tmp_path / "corpus", clips_per_style=4, seconds=2.0, seed=0))
+    rng = np.random.default_rng(0)
+    for clip in corpus.clips:
+        path = corpus.root / clip.path
+        path.write_bytes(rng.integers(0, 256, path.stat().st_size, dtype=np.uint8).tobytes())
+    result = subprocess.run([str(Path(sys.executable).with_name("featurestore")), "demo", "--out", str(tmp_path),
+                             "--clips-per-style", "4", "--seconds", "2", "--epochs", "1", "--workers", "1"],
+                            capture_output=True, text=True, timeout=300, env=os.environ)
+    assert result.returncode == 2, result.stderr
+    assert "reused the corpus" in result.stdout and "ok 0, failed 35" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if "featurestore demo: error:" in line]
+    assert errors == [f"featurestore demo: error: the build stored 0 of the corpus's 32 good clips (35 failed, 0 "
+                      f"pending; the summary above names the first): fix the cause and re-run `featurestore demo "
+                      f"--out {tmp_path}`, which resumes the build"]
+    for noise in ("Traceback", "Compute Failed", "still alive after"):
+        assert noise not in result.stdout + result.stderr
+    assert not (tmp_path / "run-cnn4").exists()

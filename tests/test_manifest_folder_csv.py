@@ -140,3 +140,36 @@ def test_csv_any_bytes_give_a_manifest_or_one_clear_error(tmp_path, body):
         assert str(exc).startswith(str(file)) and "\n" not in str(exc)
     else:
         assert manifest.table["clip_id"].is_unique and set(manifest.table["split"]) <= {"train", "valid", "test"}
+
+
+def test_folder_group_regex_keeps_songs_and_artists_in_one_split(tmp_path):
+    """Album folders and 'Artist - Title' names: every piece of a group lands in one split."""
+    for label in ("rock", "jazz"):
+        for artist in range(6):
+            for piece in range(4):
+                write_tone(tmp_path / label / f"{label}-band{artist} - take{piece}.wav")
+    manifest = folder(tmp_path, split=(0.5, 0.25, 0.25), seed=0, group_regex=r"^(.+?) - ")
+    table = manifest.table
+    assert table["group"].nunique() == 12 and table.groupby("group").size().eq(4).all()
+    assert table.groupby("group")["split"].nunique().max() == 1
+    assert manifest.meta.group_by == r"regex:^(.+?) - "
+    by_album = folder(tmp_path, split=(0.5, 0.25, 0.25), group_regex=r"take[0-3]")  # no capture group: the match
+    assert sorted(by_album.table["group"].unique()) == ["take0", "take1", "take2", "take3"]
+    with pytest.raises(UserError, match=r"24 of 48 files do not match --group-regex '\^rock' \(first: jazz-band0"):
+        folder(tmp_path, group_regex="^rock")
+    with pytest.raises(UserError, match="--group-regex '\\(' is not a valid regular expression"):
+        folder(tmp_path, group_regex="(")
+
+
+def test_folder_cli_warns_without_a_group(tmp_path, capsys):
+    from featurestore.cli import main
+
+    for i in range(8):
+        write_tone(tmp_path / "audio" / ("a" if i % 2 else "b") / f"Band{i % 4} - {i}.wav")
+    out = tmp_path / "m.parquet"
+    assert main(["manifest", "folder", "--root", str(tmp_path / "audio"), "--out", str(out)]) == 0
+    assert "warning: no --group-regex: every file is its own group" in capsys.readouterr().err
+    assert main(["manifest", "folder", "--root", str(tmp_path / "audio"), "--out", str(out),
+                 "--group-regex", "^(Band[0-9])"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err and "regex:^(Band[0-9])" in captured.out

@@ -5,6 +5,7 @@ user gets wrong ends in one clear line."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -151,7 +152,7 @@ def test_predict_decodes_new_files_like_the_store_did(trained, trainer_stores, c
     data = open_data(trainer_stores.genres, config.input)
     test = data.splits["test"][:3]
     files = [str(trainer_stores.genre_audio / p) for p in store.manifest["path"].iloc[test]]
-    results = predict_files(str(trained), files, top=2)
+    results = list(predict_files(str(trained), files, top=2))
     state = torch.load(trained / "best.pt", weights_only=True)
     model, pipeline = make_model(config.model, data.spec, config.input, len(data.labels))
     model.load_state_dict(state["model"])
@@ -168,10 +169,43 @@ def test_predict_decodes_new_files_like_the_store_did(trained, trainer_stores, c
     assert [r["file"] for r in printed] == files[:2] and sum(printed[0]["probabilities"].values()) == pytest.approx(1)
     assert main(["predict", str(trained), files[0]]) == 0
     assert capsys.readouterr().out.startswith(f"{files[0]}: ")
+
+
+def test_predict_reports_each_bad_file_goes_on_and_writes_a_csv(trained, trainer_stores, tmp_path, capsys):
+    """Files, a folder and a quoted glob in one call; a broken and a missing file are reported
+    and every other file is still labelled; exit 1; the CSV has a row per file."""
+    store = open_store(trainer_stores.genres)
+    ok = store.manifest[store.manifest["error"].isna() | (store.manifest["error"] == "")]["path"]
     broken = [p for p, e in zip(store.manifest["path"], store.manifest["error"]) if e][0]
-    assert main(["predict", str(trained), files[0], str(trainer_stores.genre_audio / broken)]) == 2
-    err = capsys.readouterr()
-    assert broken in err.err and err.out == "" and len(err.err.strip().splitlines()) == 1
+    audio = trainer_stores.genre_audio
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    for i, path in enumerate(ok.iloc[:2]):
+        (folder / ("sub" if i else "") / Path(path).name).write_bytes((audio / path).read_bytes())
+    first, good = str(audio / ok.iloc[2]), str(audio / ok.iloc[3])
+    pattern = str(audio / Path(ok.iloc[3]).parent / "*.nomatch")
+    args = [first, str(audio / broken), str(tmp_path / "missing.wav"), str(folder), pattern, good]
+    code = main(["predict", str(trained), *args, "--csv", str(tmp_path / "out" / "predictions.csv")])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    labelled = [line.split(": ")[0] for line in captured.out.splitlines()]
+    in_folder = sorted(str(p) for p in folder.rglob("*.*"))
+    assert labelled == [first, *in_folder, good]
+    errors = captured.err.splitlines()
+    assert [e.split(": cannot use this audio: ")[0] for e in errors[:-1]] == [str(audio / broken),
+                                                                           str(tmp_path / "missing.wav"), pattern]
+    assert "no file matches this pattern" in errors[2]
+    assert errors[-1] == "featurestore predict: 3 of 7 file(s) could not be used (listed above)"
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert table["file"].tolist() == [first, str(audio / broken), str(tmp_path / "missing.wav"), *in_folder, pattern,
+                                      good]
+    assert table["error"].notna().tolist() == [False, True, True, False, False, True, False]
+    labels = list(store.labels)
+    assert list(table.columns) == ["file", "error", "top_label", "top_probability", *labels]
+    done = table[table["error"].isna()]
+    np.testing.assert_allclose(done[labels].sum(axis=1), 1, atol=1e-5)
+    assert (done["top_label"] == done[labels].idxmax(axis=1)).all()
+    assert main(["predict", str(trained), first, "--csv", str(tmp_path / "one.csv")]) == 0
 
 
 def test_incomplete_store_is_refused_naming_the_pending_clips(interrupted_store, tmp_path, capsys):

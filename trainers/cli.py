@@ -56,6 +56,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--freq-mask", type=int, default=2, help="SpecAugment: at most this many mel/MFCC bins")
     p.add_argument("--noise-sigma", type=float, default=0.015, help="Gaussian noise on normalised features")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast on CUDA (default on; the CPU always trains in float32)")
     p.add_argument("--seed", type=int, default=0, help="all randomness follows from it (default 0)")
     p.add_argument("--num-workers", type=int, default=4,
                    help="DataLoader workers (default 4, at most the cores available)")
@@ -77,12 +79,17 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("predict", help="label audio files with a trained run",
-                              description="Decode files with the run's store spec and print the top labels.")
+                              description="Decode files with the run's store spec and print the top labels. A file "
+                                          "that cannot be used is reported and the others are still labelled "
+                                          "(exit 1 if any could not be).")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("files", metavar="FILE", nargs="+")
+    p.add_argument("files", metavar="PATH", nargs="+", help="audio files, folders (searched recursively) or quoted "
+                                                            "glob patterns ('music/**/*.mp3')")
     p.add_argument("--top", type=int, default=5, help="labels to show per file (default 5)")
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best.pt")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--csv", metavar="OUT", help="also write one row per file: file, error, top label and "
+                                                "probability, every label's probability")
     p.set_defaults(func=_predict)
 
 
@@ -113,7 +120,7 @@ def _train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         optimizer=args.optimizer, momentum=args.momentum, scheduler=args.scheduler, lr_patience=args.lr_patience,
         lr_factor=args.lr_factor, patience=args.patience, monitor=args.monitor, class_weights=args.class_weights,
-        device=args.device, seed=args.seed, num_workers=args.num_workers, block_clips=args.block_clips,
+        device=args.device, amp=args.amp, seed=args.seed, num_workers=args.num_workers, block_clips=args.block_clips,
         shuffle_buffer=args.shuffle_buffer, folds=args.folds, allow_partial=args.allow_partial, resume=args.resume,
     )
     result = train(config)
@@ -144,13 +151,24 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     require()  # a broken install is one line, not a traceback from an import
     import json
+    import sys
 
-    from trainers.predict import predict_files
+    from trainers.io import write_text
+    from trainers.predict import predict_files, predictions_table
 
-    results = predict_files(args.run, args.files, top=args.top, which=args.checkpoint)
+    results = []
+    for r in predict_files(args.run, args.files, top=args.top, which=args.checkpoint):
+        results.append(r)
+        if r["error"] is not None:
+            print(f"{r['file']}: cannot use this audio: {r['error']}", file=sys.stderr)
+        elif not args.json:
+            print(f"{r['file']}: " + ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"]), flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    for r in results:
-        print(f"{r['file']}: " + ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"]))
-    return 0
+    if args.csv:
+        write_text(args.csv, predictions_table(results).to_csv(index=False))
+    failed = sum(r["error"] is not None for r in results)
+    if failed:
+        print(f"featurestore predict: {failed} of {len(results)} file(s) could not be used (listed above)",
+              file=sys.stderr)
+    return 1 if failed else 0

@@ -42,6 +42,7 @@ class TrainConfig:
     monitor: str | None = None  # None: val_roc_auc (multilabel) or val_accuracy (multiclass)
     class_weights: str | None = None  # "balanced"
     device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (the CPU always trains in float32)
     seed: int = 0
     num_workers: int = 4
     block_clips: int | None = None  # None: from the store's chunk and shard sizes

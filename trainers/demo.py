@@ -70,7 +70,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     corpus = _corpus(config, out, workers)
     manifest_path, audio_root = _manifest(config, out, corpus)
-    build = _store(config, out, manifest_path, audio_root, workers)
+    build = _store(config, out, manifest_path, audio_root, workers, len(corpus.clips))
     metrics, run = _train(config, out)
     _summary(config, out, corpus, build, metrics, run, time.perf_counter() - started)
     return metrics
@@ -124,8 +124,9 @@ def _manifest(config: DemoConfig, out: Path, corpus) -> tuple[Path, Path]:
     return path, audio_root
 
 
-def _store(config: DemoConfig, out: Path, manifest_path: Path, audio_root: Path, workers: int):
+def _store(config: DemoConfig, out: Path, manifest_path: Path, audio_root: Path, workers: int, good: int):
     from featurestore.build import build_store
+    from featurestore.errors import UserError
     from featurestore.spec import preset
 
     base = preset("mtat-seed")
@@ -135,6 +136,10 @@ def _store(config: DemoConfig, out: Path, manifest_path: Path, audio_root: Path,
               f"and a waveform crop per clip (preset mtat-seed, {config.seconds:g} s), {workers} Dask workers")
     report = build_store(manifest_path, audio_root, out / "store.zarr", spec, workers=workers)
     print(report.summary())
+    if report.ok < good:  # only the files broken on purpose may fail: anything else is worth stopping for
+        raise UserError(f"the build stored {report.ok} of the corpus's {good} good clips ({report.failed} failed, "
+                        f"{report.pending} pending; the summary above names the first): fix the cause and re-run "
+                        f"`featurestore demo --out {out}`, which resumes the build")
     return report
 
 
@@ -184,4 +189,4 @@ by hand, on your own data (see README.md for MTAT, GTZAN and FMA):
   featurestore info {out / 'store.zarr'}
   featurestore train {out / 'store.zarr'} --model cnn4 --out {run} --epochs {config.epochs} --batch-size {config.batch_size} --crop-frames {config.crop_frames} --eval-crops 3
   featurestore evaluate {run} --split test
-  featurestore predict {run} {root}/<style>/<file>""")
+  featurestore predict {run} {root} --csv {out / 'predictions.csv'}""")

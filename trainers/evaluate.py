@@ -29,7 +29,7 @@ def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: Tra
     """Metrics on the clips at `indices`, and the plain (unweighted) loss there."""
     loader = make_loader(EvalDataset(data.source(indices, config.input)), batch_size=config.batch_size,
                          workers=config.workers(), device=device)
-    y, prob, _, loss = infer(model, pipeline, loader, data.task, device, data.task.loss().to(device))
+    y, prob, _, loss = infer(model, pipeline, loader, data.task, device, data.task.loss().to(device), amp=config.amp)
     return data.task.evaluate(y, prob), loss
 
 

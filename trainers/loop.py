@@ -139,20 +139,24 @@ class Fit:
             n = len(batch["y"])
             if n < 2:  # batch norm cannot train on a single sample; happens only to a reader's last batch
                 continue
-            batch = to_device(batch, self.device)
-            with torch.no_grad():
-                x, _ = self.pipeline(batch, train=True)
-            with autocast(self.device):
-                logits = self.model(x)
-            loss = self.loss_fn(logits.float(), batch["y"])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach() * n
+            total += self.step(batch) * n
             seen += n
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{total.item() / seen:.4f}")
         return total.item() / max(seen, 1), seen, time.perf_counter() - start
+
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimisation step on a loader batch; the batch's mean loss, left on the device."""
+        batch = to_device(batch, self.device)
+        with torch.no_grad():
+            x, _ = self.pipeline(batch, train=True)
+        with autocast(self.device, self.config.amp):
+            logits = self.model(x)
+        loss = self.loss_fn(logits.float(), batch["y"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
     def run(self) -> dict[str, Any]:
         c = self.config
@@ -166,7 +170,7 @@ class Fit:
             self.train_set.set_epoch(epoch)
             train_loss, seen, seconds = self._train_epoch(epoch, train_loader)
             y, prob, _, val_loss = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
-                                         self.loss_fn)
+                                         self.loss_fn, amp=c.amp)
             evaluation = self.data.task.evaluate(y, prob)
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    **{f"val_{k}": v for k, v in evaluation.summary.items() if k != "n_clips"},

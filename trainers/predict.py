@@ -9,7 +9,7 @@ the store's dtypes, and meets the same evaluation views as the test split did.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -23,11 +23,33 @@ from trainers.runtime import make_model
 from trainers.tasks import Task
 
 
-def predict_files(run: str, files: list[str], *, top: int = 5, which: str = checkpoint.BEST) -> list[dict[str, Any]]:
-    """[{file, top: [{label, probability}], probabilities: {label: p}}] for each file, in order.
+def audio_inputs(items: list[str]) -> list[tuple[str, str | None]]:
+    """(file, error) for each file the items name, in order: a file as given, a folder's audio
+    files (recursively, sorted), a quoted glob pattern's matches. An item that names nothing
+    usable is kept with its error, so that every input gets a row."""
+    import glob
+    import os
 
-    Every file is decoded before anything is returned, so one bad file fails the call as a whole.
-    """
+    from manifests.paths import scan_audio
+
+    out: list[tuple[str, str | None]] = []
+    for item in items:
+        if os.path.isdir(item):
+            files, _ = scan_audio(Path(item))
+            out += [(os.path.join(item, f), None) for f in files] or [(item, "no audio files in this folder")]
+        elif os.path.lexists(item) or not glob.has_magic(item):
+            out.append((item, None))  # a missing file fails in decode with its reason
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            out += [(m, None) for m in matches] or [(item, "no file matches this pattern")]
+    return out
+
+
+def predict_files(run: str, items: list[str], *, top: int = 5,
+                  which: str = checkpoint.BEST) -> Iterator[dict[str, Any]]:
+    """{file, error, top: [{label, probability}], probabilities: {label: p}} for each file that
+    `items` name (`audio_inputs`), in order, one at a time. A file that cannot be used gets its
+    reason in `error` (and no probabilities); the files after it are still labelled."""
     from featurestore.audio import AudioError, decode
     from featurestore.extract import FLOAT16_FEATURES, FeatureExtractor
 
@@ -45,29 +67,38 @@ def predict_files(run: str, files: list[str], *, top: int = 5, which: str = chec
     model.eval()
     extractor = FeatureExtractor(spec.replace(features=config.input.arrays))
 
-    batches = []
-    for f in files:
-        try:
-            decoded = decode(f, spec)
-            features = extractor(decoded.samples)
-        except AudioError as exc:
-            raise UserError(f"{f}: cannot use this audio: {exc.reason}") from None
+    for f, error in audio_inputs(items):
+        if error is None:
+            try:
+                decoded = decode(f, spec)
+                features = extractor(decoded.samples)
+            except AudioError as exc:
+                error = exc.reason
+        if error is not None:
+            yield {"file": f, "error": error, "top": [], "probabilities": {}}
+            continue
         stored = {name: features[name].astype(np.float16 if name in FLOAT16_FEATURES else np.float32)
                   for name in config.input.arrays}  # what the store holds for this clip
         batch = {name: torch.from_numpy(values)[None] for name, values in stored.items()}
         if "handcrafted" in batch:
             batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), spec))
-        batches.append(batch)
-
-    results = []
-    with torch.no_grad():
-        for f, batch in zip(files, batches):
+        with torch.no_grad():
             x, weights = pipeline(batch, train=False)
             prob = average_views(task.probabilities(model(x)), weights)[0].numpy()
-            order = np.argsort(-prob, kind="stable")[:top]
-            results.append({
-                "file": str(f),
-                "top": [{"label": labels[i], "probability": float(prob[i])} for i in order],
-                "probabilities": {label: float(p) for label, p in zip(labels, prob)},
-            })
-    return results
+        order = np.argsort(-prob, kind="stable")[:top]
+        yield {
+            "file": f,
+            "error": None,
+            "top": [{"label": labels[i], "probability": float(prob[i])} for i in order],
+            "probabilities": {label: float(p) for label, p in zip(labels, prob)},
+        }
+
+
+def predictions_table(results: list[dict[str, Any]]) -> Any:
+    """One row per file: file, error, top_label, top_probability, then every label's probability."""
+    import pandas as pd
+
+    return pd.DataFrame([{"file": r["file"], "error": r["error"],
+                          "top_label": r["top"][0]["label"] if r["top"] else None,
+                          "top_probability": r["top"][0]["probability"] if r["top"] else None,
+                          **r["probabilities"]} for r in results])

@@ -26,9 +26,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 mixed precision on CUDA; full float32 on the CPU (and deterministic there)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 mixed precision on CUDA (unless disabled); full float32 on the CPU (and deterministic there)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def _worker_init(_: int) -> None:
@@ -88,14 +88,14 @@ def make_model(model: str, spec: FeatureSpec, inputs: InputConfig, n_classes: in
 
 
 @torch.no_grad()
-def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device, loss_fn=None):
+def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device, loss_fn=None, amp: bool = True):
     """Per-clip probabilities averaged over each clip's views: (targets, probabilities, store positions, loss)."""
     model.eval()
     ys, probs, index, losses, weights = [], [], [], [], []
     for batch in loader:
         batch = to_device(batch, device)
         x, w = pipeline(batch, train=False)
-        with autocast(device):
+        with autocast(device, amp):
             logits = model(x).float()
         if loss_fn is not None:
             keep = w.flatten() > 0
