@@ -157,7 +157,7 @@ def build_store(
                     jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
                                          tuple(rows["split"] == "train"), manifest_hash))
                 failures = _run(client, url, jobs, records, layout, skipped, progress)
-        ok, failed, pending, reasons = _finish(url, group, manifest, os.fspath(manifest_path), records, layout)
+        ok, failed, pending, reasons = _finish(url, group, spec, manifest, os.fspath(manifest_path), records, layout)
     except (OSError, StorageError) as exc:
         why = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         raise UserError(f"cannot write the store {url} ({why}); the build stopped and its {len(records)} committed "
@@ -248,7 +248,7 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         "ok": int(np.count_nonzero(stored["status"] == st.OK)),
         "failed": int(np.count_nonzero(stored["status"] == st.FAILED)),
         "errors": errors,
-        "stats": stats.partial_sums(stored, include),
+        "stats": stats.partial_sums(stored, include, st.normalised(spec)),
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
@@ -269,6 +269,10 @@ def _location(path_or_url: str | os.PathLike[str]) -> str:
     """URLs as given; local paths absolute, since workers may run in another directory."""
     s = os.fspath(path_or_url)
     return s if "://" in s else os.path.abspath(s)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _versions() -> dict[str, str]:
@@ -343,11 +347,9 @@ def _open(url: str, old: dict[str, Any] | None, spec: FeatureSpec, manifest: Any
         "build_state": "building",
         "versions": _versions(),
         "codec": codecs.parse(spec.codec).describe({a.name: a.dtype for a in arrays.values()}),
+        "arrays": {name: {"settings": spec.array_settings(name), "added": _now()} for name in spec.features},
+        "coordinates": {name: c for name in spec.features if (c := spec.feature(name).coordinates())},
     }
-    if "handcrafted" in spec.features:
-        from featurestore.handcrafted import DESCRIPTOR_NAMES
-
-        attrs["handcrafted_names"] = list(DESCRIPTOR_NAMES)
     group = st.create(url, attrs, spec, layout)
     _write_manifest(url, manifest, manifest_path, [""] * layout.n_clips)
     return group
@@ -529,8 +531,8 @@ def _task_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _finish(url: str, group: Any, manifest: Any, manifest_path: str, records: dict[int, dict[str, Any]],
-            layout: st.Layout) -> tuple[int, int, int, list[str]]:
+def _finish(url: str, group: Any, spec: FeatureSpec, manifest: Any, manifest_path: str,
+            records: dict[int, dict[str, Any]], layout: st.Layout) -> tuple[int, int, int, list[str]]:
     """The manifest copy with the errors known so far; statistics and `complete` once every shard
     is committed."""
     table = manifest.table
@@ -545,7 +547,7 @@ def _finish(url: str, group: Any, manifest: Any, manifest_path: str, records: di
     _write_manifest(url, manifest, manifest_path, errors)
     if pending == 0:
         combined = stats.combine(records[i]["stats"] for i in range(layout.n_shards))
-        st.write_stats(group, {f: (mean, std) for f, (mean, std, _) in combined.items()})
+        st.write_stats(group, spec, {f: (mean, std) for f, (mean, std, _) in combined.items()})
         attrs = dict(group.attrs[st.ATTRS_KEY])
         attrs.update(build_state="complete", stats_values={f: n for f, (_, _, n) in combined.items()})
         group.update_attributes({st.ATTRS_KEY: attrs})

@@ -15,7 +15,7 @@ from typing import Any
 
 from featurestore.errors import UserError
 
-FEATURES = ("logmel", "mfcc", "waveform", "handcrafted")
+DECODING = ("sample_rate", "duration", "offset")  # the settings every feature of a store shares
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,13 @@ class FeatureSpec:
     codec: str = "blosc-zstd"  # storage of the float16 arrays; "quantized:STEP" is lossy-bounded
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.features if f not in FEATURES]
+        from featurestore.features import available
+
+        kinds = available()
+        unknown = [f for f in self.features if f not in kinds]
         if unknown or not self.features:
             raise UserError(
-                f"unknown feature(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(FEATURES)}"
+                f"unknown feature(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(kinds)}"
             )
         if len(set(self.features)) != len(self.features):
             raise UserError(f"feature list {','.join(self.features)} names a feature twice")
@@ -65,16 +68,11 @@ class FeatureSpec:
             raise UserError(f"spec values must be positive: {', '.join(bad)}")
         if self.offset < 0:
             raise UserError("--offset must be >= 0 seconds")
-        if "mfcc" in self.features and self.n_mfcc > self.n_mels:
-            raise UserError(f"--n-mfcc {self.n_mfcc} exceeds --n-mels {self.n_mels}: MFCCs are a DCT of the mel bands")
-        if "waveform" in self.features and self.crop_samples > self.n_samples:
-            raise UserError(
-                f"--crop-samples {self.crop_samples} is longer than the clip ({self.n_samples} samples at "
-                f"{self.sample_rate} Hz for {self.duration} s)"
-            )
         nyquist = self.sample_rate / 2
         if self.f_max is not None and not (self.f_min < self.f_max <= nyquist):
             raise UserError(f"--f-max must lie in ({self.f_min}, {nyquist}] Hz")
+        for name in self.features:
+            kinds[name].check(self)
 
     # Derived sizes: the store's array shapes follow from these alone.
     @property
@@ -117,6 +115,17 @@ class FeatureSpec:
 
     def replace(self, **changes: Any) -> "FeatureSpec":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def feature(self, name: str):  # -> featurestore.features.Feature
+        """The feature kind `name` made with these settings."""
+        from featurestore.features import feature_class
+
+        return feature_class(name)(self)
+
+    def array_settings(self, name: str) -> dict[str, Any]:
+        """The settings one feature's values depend on: the shared decoding and its own."""
+        cls = self.feature(name)
+        return {"feature": name, **{k: getattr(self, k) for k in (*DECODING, *cls.settings)}}
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-# Per feature, the axis kept: (clip, band, frame) and (clip, segment, descriptor) arrays.
-KEEP_AXIS = {"logmel": 1, "mfcc": 1, "handcrafted": 2}
 
 
-def partial_sums(arrays: dict[str, np.ndarray], include: np.ndarray) -> dict[str, dict[str, Any]]:
-    """JSON-ready float64 sums over the clips where `include` is true (all frames of each)."""
+def partial_sums(arrays: dict[str, np.ndarray], include: np.ndarray, keep_axes: dict[str, int]
+                 ) -> dict[str, dict[str, Any]]:
+    """JSON-ready float64 sums over the clips where `include` is true (all frames of each), per
+    feature of `keep_axes` (feature -> the axis of its (clip, ...) array that the statistics keep)."""
     sums = {}
-    for feature, keep in KEEP_AXIS.items():
-        if feature not in arrays:
-            continue
+    for feature, keep in keep_axes.items():
         x = arrays[feature][include].astype(np.float64)
         reduce = tuple(a for a in range(x.ndim) if a != keep)
         sums[feature] = {

@@ -37,10 +37,6 @@ COMMITS_DIR = "commits"
 CHUNK_CLIPS = 8
 MAX_SHARD_CLIPS = 512
 MAX_SHARD_BYTES = 64 * 2**20  # of the largest array, before compression
-# Per-feature statistics: the axis they are kept along (the others are reduced).
-# The MFCC axis is "coefficient", not "mfcc": xarray would make an array named like its own
-# dimension a coordinate instead of a data variable.
-STAT_DIMS = {"logmel": "mel", "mfcc": "coefficient", "handcrafted": "descriptor"}
 
 
 @dataclass(frozen=True)
@@ -58,20 +54,21 @@ class ClipArray:
 
 
 def clip_arrays(spec: FeatureSpec) -> dict[str, ClipArray]:
-    """The per-clip arrays a spec implies: its features, then `status` and `length`."""
-    shapes = {
-        "logmel": (("clip", "mel", "frame"), (spec.n_mels, spec.n_frames), "float16"),
-        "mfcc": (("clip", "coefficient", "frame"), (spec.n_mfcc, spec.n_frames), "float16"),
-        "waveform": (("clip", "crop", "sample"), (spec.crops, spec.crop_samples), "float16"),
-    }
-    if "handcrafted" in spec.features:
-        from featurestore.handcrafted import DESCRIPTOR_NAMES  # imports librosa: only when needed
-
-        shapes["handcrafted"] = (("clip", "segment", "descriptor"), (spec.n_segments, len(DESCRIPTOR_NAMES)), "float32")
-    arrays = {f: ClipArray(f, *shapes[f]) for f in spec.features}
+    """The per-clip arrays a spec implies: its features (as each feature kind declares), then
+    `status` and `length`."""
+    arrays = {}
+    for name in spec.features:
+        feature = spec.feature(name)
+        arrays[name] = ClipArray(name, ("clip", *feature.dims), feature.clip_shape(), feature.dtype)
     arrays["status"] = ClipArray("status", ("clip",), (), "uint8")
     arrays["length"] = ClipArray("length", ("clip",), (), "int64")
     return arrays
+
+
+def normalised(spec: FeatureSpec) -> dict[str, int]:
+    """The features the store keeps normalisation statistics for, each with the axis of its
+    (clip, ...) array that the statistics keep."""
+    return {name: f.stats_axis for name in spec.features if (f := spec.feature(name)).normalised}
 
 
 @dataclass(frozen=True)
@@ -297,12 +294,12 @@ def node(group: Any, name: str) -> Any:
             return None
 
 
-def write_stats(group: Any, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+def write_stats(group: Any, spec: FeatureSpec, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     for feature, (mean, std) in stats.items():
         for kind, values in (("mean", mean), ("std", std)):
             arr = group.create_array(
                 f"{feature}_{kind}", shape=values.shape, dtype="float32", fill_value=0,
-                dimension_names=(STAT_DIMS[feature],), overwrite=True,
+                dimension_names=(spec.feature(feature).stats_dim,), overwrite=True,
             )
             arr[:] = values
 
@@ -385,7 +382,7 @@ class Store:
 
     def stats(self, feature: str) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) per band / coefficient / descriptor over the train split's ok clips."""
-        if feature not in STAT_DIMS or feature not in self.spec.features:
+        if feature not in normalised(self.spec):
             raise UserError(f"store {self.url} keeps no statistics for {feature!r}")
         if node(self.group, f"{feature}_mean") is None:
             raise UserError(f"store {self.url} is not complete ({self.build_state}): re-run its build to finish it")
@@ -492,8 +489,8 @@ def verify(store: Store) -> tuple[int, list[str]]:
     if store.build_state != "complete":
         problems.append(f"build state is {store.build_state!r}, not 'complete': re-run the build to finish it")
     else:
-        for feature in STAT_DIMS:
-            if feature in store.spec.features and not all(np.isfinite(s).all() for s in store.stats(feature)):
+        for feature in normalised(store.spec):
+            if not all(np.isfinite(s).all() for s in store.stats(feature)):
                 problems.append(f"non-finite statistics for {feature}")
     return layout.n_shards, problems
 
@@ -502,7 +499,7 @@ def export_features(store: Store) -> Any:
     """The GTZAN features_3_sec table: one row per segment of each ok clip."""
     import pandas as pd
 
-    names = store.attrs.get("handcrafted_names")
+    names = store.attrs.get("coordinates", {}).get("handcrafted", {}).get("descriptor")
     if "handcrafted" not in store.spec.features or not names:
         raise UserError(f"store {store.url} has no handcrafted features: build it with --preset handcrafted "
                         "or --features handcrafted")

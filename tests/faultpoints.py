@@ -60,11 +60,11 @@ def install(point: str, pause: Callable[[], None]) -> None:
     elif point == "finishing":
         write_stats = store.write_stats
 
-        def paused_write_stats(group: Any, stats: dict[str, Any]) -> None:
+        def paused_write_stats(group: Any, spec: Any, stats: dict[str, Any]) -> None:
             first, *rest = stats.items()
-            write_stats(group, dict([first]))
+            write_stats(group, spec, dict([first]))
             pause()
-            write_stats(group, dict(rest))
+            write_stats(group, spec, dict(rest))
 
         store.write_stats = paused_write_stats
     else:

@@ -95,13 +95,13 @@ def test_statistics_combine_per_shard_sums_into_the_whole_data_mean_and_std():
     rng = np.random.default_rng(1)
     x = rng.normal(-40, 12, size=(20, 5, 7)).astype(np.float16)
     include = rng.random(20) < 0.6
-    shards = [stats.partial_sums({"logmel": x[i : i + 8]}, include[i : i + 8]) for i in range(0, 20, 8)]
+    shards = [stats.partial_sums({"logmel": x[i : i + 8]}, include[i : i + 8], {"logmel": 1}) for i in range(0, 20, 8)]
     mean, std, n = stats.combine(shards)["logmel"]
     kept = x[include].astype(np.float64)
     assert n == kept.shape[0] * 7
     np.testing.assert_allclose(mean, kept.mean(axis=(0, 2)), rtol=1e-6)
     np.testing.assert_allclose(std, kept.std(axis=(0, 2)), rtol=1e-5)
-    mean, std, n = stats.combine([stats.partial_sums({"logmel": x}, np.zeros(20, bool))])["logmel"]
+    mean, std, n = stats.combine([stats.partial_sums({"logmel": x}, np.zeros(20, bool), {"logmel": 1})])["logmel"]
     assert n == 0 and (mean == 0).all() and (std == 1).all()  # no train clip: normalising is a no-op
 
 

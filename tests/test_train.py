@@ -222,7 +222,7 @@ def test_incomplete_store_is_refused_naming_the_pending_clips(interrupted_store,
 def test_wrong_input_kind_or_missing_feature_is_one_clear_line(trainer_stores, tmp_path, capsys):
     genres, tags = trainer_stores.genres, trainer_stores.tags
     assert main(["train", genres, "--model", "nnet1", "--input", "logmel", "--out", str(tmp_path / "a")]) == 2
-    assert "nnet1 reads waveform input, not logmel" in capsys.readouterr().err
+    assert "nnet1 reads waveform (or any waveform feature) input, not logmel" in capsys.readouterr().err
     assert main(["train", tags, "--model", "ffnn", "--out", str(tmp_path / "b")]) == 2
     assert "has no handcrafted features" in capsys.readouterr().err
     assert main(["train", tags, "--model", "mlp", "--task", "multiclass", "--out", str(tmp_path / "c")]) == 2

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from featurestore.audio import AudioError
-from featurestore.extract import FeatureExtractor, crop_starts
+from featurestore.extract import FeatureExtractor
+from featurestore.features.builtin import crop_starts
 from featurestore.handcrafted import DESCRIPTOR_NAMES
 from featurestore.spec import FeatureSpec, preset
 from featurestore.transforms import MFCC

@@ -69,6 +69,11 @@ class _Reader:
         return block
 
 
+def _has_segments(source: Source) -> bool:
+    """Whether a feature of the source is one row per segment (its decoded segments are then marked)."""
+    return any(source.spec.feature(name).layout == "segments" for name in source.arrays)
+
+
 # A sample: (block read by _Reader, row in the block, segment or None for the whole clip, store position).
 Sample = tuple[dict[str, np.ndarray], int, int | None, int]
 
@@ -125,7 +130,7 @@ class StreamingDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size or 1
         self.seed, self.explode_segments = seed, explode_segments
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.reader = _Reader(source, with_segments="handcrafted" in source.arrays)
+        self.reader = _Reader(source, with_segments=_has_segments(source))
         self.blocks = np.unique(source.indices // block_clips)
         if explode_segments:
             from featurestore.store import open_store
@@ -182,7 +187,7 @@ class EvalDataset(Dataset):
 
     def __init__(self, source: Source):
         self.source = source
-        self.reader = _Reader(source, with_segments="handcrafted" in source.arrays)
+        self.reader = _Reader(source, with_segments=_has_segments(source))
 
     def __len__(self) -> int:
         return len(self.source.indices)

@@ -18,16 +18,15 @@ from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
 from trainers.augment import Augment, AugmentConfig
 
-# input kind -> the store arrays it is made of
-KINDS: dict[str, tuple[str, ...]] = {
-    "logmel": ("logmel",),
-    "mfcc": ("mfcc",),
-    "waveform": ("waveform",),
-    "handcrafted": ("handcrafted",),
-    "waveform+mfcc": ("waveform", "mfcc"),
-}
-NORMALISED = ("logmel", "mfcc", "handcrafted")  # the features the store keeps statistics for
-N_DESCRIPTORS = 57
+# Input kinds beyond one feature each: a kind is a feature's name, or one of these pairs.
+PAIRS: dict[str, tuple[str, ...]] = {"waveform+mfcc": ("waveform", "mfcc")}
+
+
+def kinds() -> dict[str, tuple[str, ...]]:
+    """Input kind -> the store arrays it is made of: every feature kind, plug-ins included, and the pairs."""
+    from featurestore.features import available
+
+    return {**{name: (name,) for name in available()}, **PAIRS}
 
 
 @dataclass(frozen=True)
@@ -48,15 +47,22 @@ class InputConfig:
 
     @property
     def arrays(self) -> tuple[str, ...]:
-        return KINDS[self.kind]
+        known = kinds()
+        if self.kind not in known:
+            raise UserError(f"unknown input kind {self.kind!r}: choose from {', '.join(known)}")
+        return known[self.kind]
+
+    def layout(self, spec: FeatureSpec) -> str:
+        """How a model sees a one-feature input ("spectrogram", "waveform", "segments"), or the pair's name."""
+        return spec.feature(self.kind).layout if self.kind not in PAIRS else self.kind
 
     @property
     def explode_segments(self) -> bool:
-        return self.kind == "handcrafted" and self.segments
+        from featurestore.features import feature_class
+
+        return self.segments and len(self.arrays) == 1 and feature_class(self.kind).layout == "segments"
 
     def validate(self, spec: FeatureSpec, where: str) -> None:
-        if self.kind not in KINDS:
-            raise UserError(f"unknown input kind {self.kind!r}: choose from {', '.join(KINDS)}")
         missing = [a for a in self.arrays if a not in spec.features]
         if missing:
             raise UserError(
@@ -65,22 +71,26 @@ class InputConfig:
             )
         if self.eval_crops < 1:
             raise UserError("--eval-crops must be >= 1")
-        if self.crop_frames is not None and not 0 < self.crop_frames <= spec.n_frames:
-            raise UserError(f"--crop-frames must lie in 1..{spec.n_frames} (frames per clip in {where})")
-        if self.crop_samples is not None and not 0 < self.crop_samples <= spec.crop_samples:
-            raise UserError(f"--crop-samples must lie in 1..{spec.crop_samples} (samples per stored crop in {where})")
+        crops = {"spectrogram": ("--crop-frames", self.crop_frames), "waveform": ("--crop-samples", self.crop_samples)}
+        for name in self.arrays:
+            feature = spec.feature(name)
+            flag, crop = crops.get(feature.layout, ("", None))
+            length = feature.clip_shape()[-1]
+            if crop is not None and not 0 < crop <= length:
+                raise UserError(f"{flag} must lie in 1..{length} ({feature.dims[-1]}s per clip of {name} in {where})")
 
     def sample_shape(self, spec: FeatureSpec):
-        """Per-sample model input shape (a pair of shapes for `waveform+mfcc`)."""
-        frames = self.crop_frames or spec.n_frames
-        shapes = {
-            "logmel": (1, spec.n_mels, frames),
-            "mfcc": (1, spec.n_mfcc, frames),
-            "waveform": (1, self.crop_samples or spec.crop_samples),
-            "handcrafted": (N_DESCRIPTORS,) if self.segments else (spec.n_segments * N_DESCRIPTORS,),
-        }
-        picked = tuple(shapes[a] for a in self.arrays)
+        """Per-sample model input shape (a pair of shapes for a pair of features)."""
+        picked = tuple(self._shape(spec.feature(name)) for name in self.arrays)
         return picked if len(picked) > 1 else picked[0]
+
+    def _shape(self, feature) -> tuple[int, ...]:
+        rows, length = feature.clip_shape()
+        if feature.layout == "spectrogram":
+            return (1, rows, self.crop_frames or length)
+        if feature.layout == "waveform":
+            return (1, self.crop_samples or length)
+        return (length,) if self.segments else (rows * length,)
 
 
 def valid_segments(length: np.ndarray, spec: FeatureSpec) -> np.ndarray:
@@ -128,11 +138,12 @@ class InputPipeline(nn.Module):
         super().__init__()
         self.spec, self.config = spec, config
         self.augment = Augment(augment or AugmentConfig.off())
-        sizes = {"logmel": spec.n_mels, "mfcc": spec.n_mfcc, "handcrafted": N_DESCRIPTORS}
+        self.layouts = {name: spec.feature(name).layout for name in config.arrays}
         for name in config.arrays:
-            if name in NORMALISED:
-                self.register_buffer(f"{name}_mean", torch.zeros(sizes[name]))
-                self.register_buffer(f"{name}_std", torch.ones(sizes[name]))
+            feature = spec.feature(name)
+            if feature.normalised:
+                self.register_buffer(f"{name}_mean", torch.zeros(feature.stats_size))
+                self.register_buffer(f"{name}_std", torch.ones(feature.stats_size))
 
     def set_stats(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         for name, (mean, std) in stats.items():
@@ -141,6 +152,8 @@ class InputPipeline(nn.Module):
             getattr(self, f"{name}_std").copy_(torch.as_tensor(np.asarray(std, dtype=np.float32)))
 
     def _normalise(self, name: str, x: torch.Tensor, axis: int) -> torch.Tensor:
+        if not hasattr(self, f"{name}_mean"):  # a feature the store keeps no statistics for
+            return x.float()
         shape = [1] * x.dim()
         shape[axis] = -1
         mean, std = getattr(self, f"{name}_mean").view(shape), getattr(self, f"{name}_std").view(shape)
@@ -149,18 +162,18 @@ class InputPipeline(nn.Module):
     def _one(self, name: str, x: torch.Tensor, train: bool) -> torch.Tensor:
         """One feature → (batch, views, *sample shape)."""
         c, views = self.config, self.config.eval_crops
-        if name in ("logmel", "mfcc"):
+        if self.layouts[name] == "spectrogram":
             x = take_windows(x.unsqueeze(1), c.crop_frames or x.shape[-1], train, views)
             x = self._normalise(name, x, -2).unsqueeze(2)  # (b, v, 1, bands, frames)
             if train:
                 x = self.augment.spectrogram(x[:, 0]).unsqueeze(1)
             return x
-        if name == "waveform":
+        if self.layouts[name] == "waveform":
             x = take_windows(x, c.crop_samples or x.shape[-1], train, views).float().unsqueeze(2)
             if train:
                 x = self.augment.waveform(x[:, 0]).unsqueeze(1)
             return x
-        x = self._normalise(name, x, -1)  # handcrafted: (b, 57) per segment or (b, segments, 57)
+        x = self._normalise(name, x, -1)  # segments: (b, values) per segment or (b, segments, values)
         if c.segments:
             x = x.unsqueeze(1) if train else x
         else:

@@ -64,10 +64,7 @@ def block_clips(data: Data, requested: int | None) -> int:
 def buffer_clips(data: Data, config: TrainConfig, block: int) -> int:
     if config.shuffle_buffer:
         return config.shuffle_buffer
-    s = data.spec
-    row_bytes = {"logmel": 2 * s.n_mels * s.n_frames, "mfcc": 2 * s.n_mfcc * s.n_frames,
-                 "waveform": 2 * s.crops * s.crop_samples, "handcrafted": 4 * s.n_segments * 57}
-    per_clip = sum(row_bytes[a] for a in config.input.arrays)
+    per_clip = sum(data.spec.feature(a).clip_bytes for a in config.input.arrays)
     return int(np.clip(BUFFER_BYTES // per_clip, 2 * block, 4096))
 
 

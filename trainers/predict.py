@@ -51,7 +51,7 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
     `items` name (`audio_inputs`), in order, one at a time. A file that cannot be used gets its
     reason in `error` (and no probabilities); the files after it are still labelled."""
     from featurestore.audio import AudioError, decode
-    from featurestore.extract import FLOAT16_FEATURES, FeatureExtractor
+    from featurestore.extract import FeatureExtractor
 
     saved = load_run(run)
     config, resolved = saved["train"], saved["resolved"]
@@ -77,10 +77,10 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
         if error is not None:
             yield {"file": f, "error": error, "top": [], "probabilities": {}}
             continue
-        stored = {name: features[name].astype(np.float16 if name in FLOAT16_FEATURES else np.float32)
+        stored = {name: features[name].astype(spec.feature(name).dtype)
                   for name in config.input.arrays}  # what the store holds for this clip
         batch = {name: torch.from_numpy(values)[None] for name, values in stored.items()}
-        if "handcrafted" in batch:
+        if any(spec.feature(name).layout == "segments" for name in stored):
             batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), spec))
         with torch.no_grad():
             x, weights = pipeline(batch, train=False)

@@ -13,9 +13,9 @@ import numpy as np
 
 from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
-from featurestore.store import OK, open_store
+from featurestore.store import OK, normalised, open_store
 from trainers.data import Source, label_matrix, split_indices
-from trainers.inputs import NORMALISED, InputConfig
+from trainers.inputs import InputConfig
 from trainers.tasks import Task, infer_task
 
 SPLITS = ("train", "valid", "test")
@@ -88,7 +88,7 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
 
 def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> dict:
     """The store's statistics; for an unfinished store (--allow-partial), the same sums over its ok train clips."""
-    wanted = [a for a in inputs.arrays if a in NORMALISED]
+    wanted = {a: axis for a, axis in normalised(store.spec).items() if a in inputs.arrays}
     if store.build_state == "complete":
         return {a: store.stats(a) for a in wanted}
     from featurestore.stats import combine, partial_sums
@@ -98,7 +98,7 @@ def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> d
         clips = train[start:start + store.shard_clips]
         block = {a: store.array(a)[int(clips[0]):int(clips[-1]) + 1] for a in wanted}
         include = np.isin(np.arange(clips[0], clips[-1] + 1), clips)
-        partials.append(partial_sums(block, include))
+        partials.append(partial_sums(block, include, wanted))
     notes.append(f"store unfinished: normalisation statistics computed from its {len(train)} ok train clips")
     return {a: (mean, std) for a, (mean, std, _) in combine(partials).items()}
 

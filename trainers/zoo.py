@@ -32,7 +32,7 @@ def model_table(store: str | None = None, classes: int = 50) -> str:
             sample = InputConfig(kind).sample_shape(spec)
             shape = str(sample).replace(" ", "")
             params = f"{count_parameters(build_model(info.name, kind, sample, classes)):,}"
-        others = ",".join(info.inputs[1:]) or "-"
+        others = ",".join([*info.inputs[1:], *(f"any {layout} feature" for layout in info.layouts)]) or "-"
         rows.append((info.name, kind, shape, others, params, info.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()

@@ -31,9 +31,19 @@ Shape = tuple[int, ...] | tuple[tuple[int, ...], ...]
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    inputs: tuple[str, ...]  # input kinds it accepts; the first is its natural one
+    inputs: tuple[str, ...]  # input kinds it was published with; the first is its natural one
     source: str
     factory: Callable[[Any, int], nn.Module]
+    layouts: tuple[str, ...] = ()  # it also reads any feature of these layouts (plug-ins included)
+
+    def accepts(self, kind: str) -> bool:
+        from trainers.inputs import PAIRS
+
+        if kind in self.inputs:
+            return True
+        from featurestore.features import available
+
+        return kind not in PAIRS and kind in available() and available()[kind].layout in self.layouts
 
     @property
     def natural_input(self) -> str:
@@ -43,15 +53,18 @@ class ModelInfo:
 MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in (
-        ModelInfo("mlp", ("logmel", "mfcc", "handcrafted"), "MTAT report baseline: 1024-512-256 MLP", MLP),
-        ModelInfo("cnn4", ("logmel", "mfcc"), "MTAT report: 4 conv blocks + dense head", CNN4),
-        ModelInfo("cnn3", ("logmel", "mfcc"), "GTZAN report: 32/64/128 conv, dense 256-128", CNN3),
-        ModelInfo("nnet1", ("waveform",), "FMA report: 1-D CNN on waveform crops", NNet1),
-        ModelInfo("nnet2", ("mfcc", "logmel"), "FMA report: residual 2-D CNN on MFCC", NNet2),
+        ModelInfo("mlp", ("logmel", "mfcc", "handcrafted"), "MTAT report baseline: 1024-512-256 MLP", MLP,
+                  ("spectrogram", "segments")),
+        ModelInfo("cnn4", ("logmel", "mfcc"), "MTAT report: 4 conv blocks + dense head", CNN4, ("spectrogram",)),
+        ModelInfo("cnn3", ("logmel", "mfcc"), "GTZAN report: 32/64/128 conv, dense 256-128", CNN3, ("spectrogram",)),
+        ModelInfo("nnet1", ("waveform",), "FMA report: 1-D CNN on waveform crops", NNet1, ("waveform",)),
+        ModelInfo("nnet2", ("mfcc", "logmel"), "FMA report: residual 2-D CNN on MFCC", NNet2, ("spectrogram",)),
         ModelInfo("mixnet", ("waveform+mfcc",), "FMA report: nnet1 + nnet2 fused", MixNet),
-        ModelInfo("ffnn", ("handcrafted",), "GTZAN features report: 512-256-128-64-32 FFNN", FFNN),
-        ModelInfo("cnn1d_features", ("handcrafted",), "GTZAN features report: 1-D CNN on descriptors", CNN1DFeatures),
-        ModelInfo("c2f", ("logmel", "mfcc"), "GTZAN YOLO report: YOLOv8-cls-style C2f backbone", C2fNet),
+        ModelInfo("ffnn", ("handcrafted",), "GTZAN features report: 512-256-128-64-32 FFNN", FFNN, ("segments",)),
+        ModelInfo("cnn1d_features", ("handcrafted",), "GTZAN features report: 1-D CNN on descriptors", CNN1DFeatures,
+                  ("segments",)),
+        ModelInfo("c2f", ("logmel", "mfcc"), "GTZAN YOLO report: YOLOv8-cls-style C2f backbone", C2fNet,
+                  ("spectrogram",)),
     )
 }
 
@@ -67,11 +80,12 @@ def model_info(name: str) -> ModelInfo:
 
 def check_input_kind(name: str, kind: str) -> None:
     info = model_info(name)
-    if kind not in info.inputs:
+    if not info.accepts(kind):
+        also = f" (or any {' or '.join(info.layouts)} feature)" if info.layouts else ""
         raise UserError(
-            f"model {name} reads {' or '.join(info.inputs)} input, not {kind}: "
+            f"model {name} reads {' or '.join(info.inputs)}{also} input, not {kind}: "
             f"choose --input {info.natural_input} or a model for {kind} input "
-            f"({', '.join(m.name for m in MODELS.values() if kind in m.inputs) or 'none'})"
+            f"({', '.join(m.name for m in MODELS.values() if m.accepts(kind)) or 'none'})"
         )
 
 
@@ -88,7 +102,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _shape_check(name: str, kind: str, shape: Shape) -> Callable:
-    pair = kind == "waveform+mfcc"
+    from trainers.inputs import PAIRS
+
+    pair = kind in PAIRS
     expected = tuple(tuple(s) for s in shape) if pair else (tuple(shape),)
 
     def hook(module: nn.Module, args: tuple) -> None:

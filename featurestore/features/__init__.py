@@ -1,0 +1,6 @@
+"""Feature kinds as plug-ins: each is one `Feature` subclass, found by name in the registry."""
+
+from featurestore.features.base import LAYOUTS, Feature
+from featurestore.features.registry import ENTRY_POINT_GROUP, available, feature_class, rediscover, register
+
+__all__ = ["ENTRY_POINT_GROUP", "LAYOUTS", "Feature", "available", "feature_class", "rediscover", "register"]

@@ -1,0 +1,76 @@
+"""Feature kinds by name: the built-ins, those other packages declare, those registered at run time.
+
+A package adds a kind by declaring an entry point in the group `featurestore.features` whose
+name is the feature's name and whose object is its `Feature` subclass, e.g. in pyproject.toml:
+
+    [project.entry-points."featurestore.features"]
+    chroma = "my_package.chroma:Chroma"
+
+Every process (the build's driver, each Dask worker, each loader worker) finds it the same way,
+so nothing in this package needs editing. `register(cls)` adds a class in this process only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from functools import cache
+
+from featurestore.errors import UserError
+from featurestore.features.base import LAYOUTS, Feature
+
+ENTRY_POINT_GROUP = "featurestore.features"
+_registered: dict[str, type[Feature]] = {}
+
+
+@cache
+def _installed() -> dict[str, type[Feature]]:
+    from featurestore.features import builtin
+
+    found = {cls.name: cls for cls in builtin.BUILTIN}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in found:
+            continue  # a built-in name cannot be taken over
+        try:
+            cls = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in is named, not a traceback
+            raise UserError(f"feature plug-in {entry.name!r} ({entry.value}) cannot be loaded: "
+                            f"{type(exc).__name__}: {exc}") from None
+        _validate(cls, entry.name, entry.value)
+        found[entry.name] = cls
+    return found
+
+
+def _validate(cls: object, name: str, where: str) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Feature)):
+        raise UserError(f"feature plug-in {name!r} ({where}) is not a featurestore.features.Feature subclass")
+    if getattr(cls, "name", None) != name:
+        raise UserError(f"feature plug-in {name!r} ({where}) names itself {getattr(cls, 'name', None)!r}")
+    if cls.layout not in LAYOUTS or cls.dtype not in ("float16", "float32"):
+        raise UserError(f"feature plug-in {name!r} ({where}): layout must be one of {', '.join(LAYOUTS)} "
+                        "and dtype float16 or float32")
+    if cls.stats_dim is not None and cls.stats_dim not in cls.dims:
+        raise UserError(f"feature plug-in {name!r} ({where}): stats_dim {cls.stats_dim!r} is not one of its dims")
+
+
+def register(cls: type[Feature]) -> type[Feature]:
+    """Add a feature kind in this process (a decorator). Dask workers and loader workers in other
+    processes find it only if they import the module that registers it: prefer an entry point."""
+    _validate(cls, getattr(cls, "name", ""), cls.__module__)
+    _registered[cls.name] = cls
+    return cls
+
+
+def rediscover() -> None:
+    """Look for entry points again: a plug-in installed after this process first asked."""
+    _installed.cache_clear()
+
+
+def available() -> dict[str, type[Feature]]:
+    return {**_installed(), **_registered}
+
+
+def feature_class(name: str) -> type[Feature]:
+    kinds = available()
+    if name not in kinds:
+        raise UserError(f"unknown feature {name!r}: choose from {', '.join(kinds)}")
+    return kinds[name]

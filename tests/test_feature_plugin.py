@@ -1,0 +1,89 @@
+"""A feature kind defined outside the package, installed through the `featurestore.features`
+entry point group, goes through build, info, verify and train with the package unmodified:
+real `featurestore` processes, Dask workers and loader workers, each finding the plug-in itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from featurestore.features import rediscover
+from featurestore.store import OK, open_store
+
+pytest_plugins = ["helpers_store"]
+
+FEATURESTORE = Path(sys.executable).with_name("featurestore")
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory):
+    """An installed distribution `featurestore-chroma` (its module and dist-info on PYTHONPATH)."""
+    site = tmp_path_factory.mktemp("site")
+    shutil.copy(Path(__file__).with_name("plugin_chroma.py"), site / "featurestore_chroma.py")
+    info = site / "featurestore_chroma-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: featurestore-chroma\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[featurestore.features]\nchroma = featurestore_chroma:Chroma\n")
+    sys.path.insert(0, str(site))  # installed in this test process too, to read the store back
+    rediscover()
+    yield {**os.environ, "PYTHONPATH": str(site)}
+    sys.path.remove(str(site))
+    rediscover()
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(FEATURESTORE), *args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_a_plugin_feature_builds_is_normalised_verified_and_trained_on(plugin_env, store_corpus, tmp_path):
+    out = tmp_path / "store.zarr"
+    _run(["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
+          "--features", "logmel,chroma", "--duration", "1", "--workers", "2", "--quiet"], plugin_env)
+
+    group = zarr.open_group(str(out), mode="r")
+    store = open_store(out)
+    chroma, status = group["chroma"][:], store.status
+    assert chroma.shape == (store_corpus.n_rows, 12, store.spec.n_frames) and chroma.dtype == np.float16
+    assert group["chroma"].metadata.dimension_names == ("clip", "pitch_class", "frame")
+    assert store.attrs["arrays"]["chroma"]["settings"] == {"feature": "chroma", "sample_rate": 16_000,
+                                                           "duration": 1.0, "offset": 0.0, "n_fft": 2048, "hop": 1024}
+
+    # the stored values are the plug-in's own computation on the decoded clip
+    from featurestore.audio import decode
+    from featurestore_chroma import Chroma
+
+    first = int(np.flatnonzero(status == OK)[0])
+    decoded = decode(store_corpus.audio / store.manifest["path"].iloc[first], store.spec)
+    expected = Chroma(store.spec).compute(decoded.samples, {}).astype(np.float16)
+    np.testing.assert_array_equal(chroma[first], expected)
+
+    # normalised over the train split's ok clips like a built-in feature
+    train = np.flatnonzero((status == OK) & (store.manifest["split"] == "train").to_numpy())
+    values = chroma[train].astype(np.float64)
+    np.testing.assert_allclose(group["chroma_mean"][:], values.mean(axis=(0, 2)), rtol=1e-5)
+    np.testing.assert_allclose(group["chroma_std"][:], values.std(axis=(0, 2)), rtol=1e-4)
+    assert group["chroma_mean"].metadata.dimension_names == ("pitch_class",)
+
+    info = _run(["info", str(out)], plugin_env).stdout
+    row = next(line.split("  ") for line in info.splitlines() if line.startswith("chroma "))
+    assert [c.strip() for c in row if c.strip()][1:3] == [f"({store_corpus.n_rows}, 12, {store.spec.n_frames})",
+                                                          "float16"]
+    assert _run(["verify", str(out)], plugin_env).stdout.startswith(f"{out}: ok")
+
+    run = tmp_path / "run"
+    _run(["train", str(out), "--model", "mlp", "--input", "chroma", "--out", str(run), "--epochs", "2",
+          "--batch-size", "4", "--num-workers", "2", "--no-augment"], plugin_env)
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["input_shape"] == [1, 12, store.spec.n_frames]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_clips"] == int(((status == OK) & (store.manifest["split"] == "test").to_numpy()).sum())
