@@ -1,4 +1,4 @@
-"""`python -m benchmarks [footprint|build|loader|scaling|recovery|gpu|all] [--quick] [--out DIR] [--cache DIR]`."""
+"""`python -m benchmarks [footprint|build|loader|scaling|recovery|growth|gpu|all] [--quick] [--out DIR] [--cache DIR]`."""
 
 from __future__ import annotations
 

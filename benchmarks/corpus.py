@@ -33,6 +33,8 @@ FLAVOURS = {
     for f in (
         # MagnaTagATune: 29.1-s clips, 16 kHz mono MP3 (32 kbit/s in the real download).
         Flavour("mtat", "MP3", 16_000, 1, 29.1, per_style=64, quick_per_style=3),  # 3: a train, valid and test clip
+        # The same clips from fewer renders, for runs where only the clip count matters (growth).
+        Flavour("mtat-growth", "MP3", 16_000, 1, 29.1, per_style=4, quick_per_style=3),
         # FMA: 30-s clips, 44.1 kHz stereo MP3.
         Flavour("fma", "MP3", 44_100, 2, 30.0, per_style=4),
         # GTZAN: 30-s clips, 22,050 Hz mono 16-bit WAV.

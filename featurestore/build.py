@@ -1,11 +1,18 @@
 """The Dask build: one task per shard, commit records by the driver, resume by skipping them.
 
-A task decodes and extracts every clip of its shard, writes the shard of every array whole,
-reads it back and returns only a small record: the content hash of what is stored, ok/failed
-counts, failure reasons and float64 partial sums for the statistics. The driver alone writes
-the commit records, then combines the sums and marks the store complete. A recomputed shard
-(after a kill, or a worker Dask lost) is written again with the same bytes, so the result does
-not depend on the worker count, the scheduler or interruptions.
+A task decodes and extracts the clips of its shard, writes the shard of every array it was
+given whole, reads quantized ones back and returns only a small record: per part (status and
+length, then each feature) the content hash of what is stored, ok/failed counts, failure
+reasons and float64 partial sums for the statistics. The driver alone writes the commit
+records, then combines the sums and marks the store complete. A recomputed shard (after a
+kill, or a worker Dask lost) is written again with the same bytes, so the result does not
+depend on the worker count, the scheduler or interruptions.
+
+An existing store grows instead of being rebuilt: a feature it lacks is computed alone (the
+ok clips are decoded again, nothing else is written); rows appended to the manifest are built
+as new clips (the last, partial shard keeps its stored rows and gains the new ones); changed
+labels or splits only rewrite the manifest copy and recompute the statistics from the stored
+features. One build at a time writes a store (`featurestore.lock`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from featurestore import codecs, environment, stats
 from featurestore import store as st
 from featurestore.errors import UserError
 from featurestore.files import final_name
-from featurestore.spec import FeatureSpec
+from featurestore.spec import DECODING, FeatureSpec
 
 VERSIONED = ("featurestore", "zarr", "numcodecs", "numpy", "torch", "torchaudio", "librosa", "soundfile", "soxr",
              "dask", "distributed")
@@ -55,13 +62,17 @@ class BuildReport:
     shards_built: int  # and committed by this run
     shards_skipped: int  # already committed by an earlier run
     shard_failures: tuple[str, ...] = ()  # "shard-00003 (clips 24-31): why its task failed"; clips stay pending
+    decoded: int = 0  # clips decoded by this run
+    changes: tuple[str, ...] = ()  # how this run changed an existing store: "added handcrafted", ...
 
     def summary(self) -> str:
         lines = [
             f"{self.url}: ok {self.ok}, failed {self.failed}, pending {self.pending} of "
             f"{self.ok + self.failed + self.pending} clips; {self.shards} shards ({self.shards_built} built now, "
-            f"{self.shards_skipped} already committed) in {self.elapsed:.1f} s"
+            f"{self.shards_skipped} already committed) in {self.elapsed:.1f} s; {self.decoded} clips decoded"
         ]
+        if self.changes:
+            lines.append("grew the store: " + "; ".join(self.changes))
         if self.first_reasons:
             lines.append("first failures:")
             lines += [f"  {r}" for r in self.first_reasons]
@@ -85,16 +96,46 @@ def describe_os_error(exc: OSError) -> str:
 
 @dataclass(frozen=True)
 class ShardJob:
-    """Everything a task needs; small, so that it travels cheaply to a worker."""
+    """Everything a task needs; small, so that it travels cheaply to a worker.
+
+    The task writes the features in `write`, and status and length when `clips` is set. The
+    shard's first `keep` rows are already stored and stay as they are: their status and length,
+    and their values of the features in `kept` (a shard that grows keeps its old rows).
+    """
 
     url: str
     audio_root: str
-    spec: FeatureSpec
+    spec: FeatureSpec  # the store's, every feature of it
     layout: st.Layout
     index: int
+    clip_ids: tuple[str, ...]
     paths: tuple[str, ...]
     train: tuple[bool, ...]
-    manifest_hash: str
+    write: tuple[str, ...]
+    clips: bool
+    keep: int
+    kept: tuple[str, ...]
+    hashes: dict[str, str]  # settings hash of each part (`st.part_hashes`)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a build does to the store at its `--out`, decided before anything is written."""
+
+    old: dict[str, Any] | None  # attributes of the store it grows or resumes; None: create one
+    spec: FeatureSpec  # the store's spec afterwards: its features and the new ones
+    layout: st.Layout
+    added: tuple[str, ...] = ()  # features new to the store
+    grown_from: int | None = None  # clips before rows were appended
+    relabelled: bool = False  # stored rows with other labels, splits or groups
+
+    def changes(self) -> tuple[str, ...]:
+        out = [f"added {', '.join(self.added)}"] if self.added else []
+        if self.grown_from is not None:
+            out.append(f"appended {self.layout.n_clips - self.grown_from} clips to {self.grown_from}")
+        if self.relabelled:
+            out.append("labels or splits changed: manifest copy and statistics updated, nothing decoded for it")
+        return tuple(out)
 
 
 def build_store(
@@ -118,6 +159,8 @@ def build_store(
     """
     import manifests
 
+    from featurestore.lock import writer_lock
+
     started = time.perf_counter()
     if workers is not None and scheduler is not None:
         raise UserError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
@@ -127,37 +170,30 @@ def build_store(
     manifest = manifests.load(manifest_path)
     if len(manifest.table) == 0:
         raise UserError(f"{manifest_path}: the manifest has no rows: nothing to build")
-    libraries = environment.FEATURE_LIBRARIES + (
-        environment.HANDCRAFTED_LIBRARIES if "handcrafted" in spec.features else ())
-    environment.require(libraries)
+    environment.require(_libraries(spec))
     url, audio_root = _location(out), _location(audio_root)
-    check_audio_root(audio_root, manifest.table["path"].tolist())
-    manifest_hash = manifest.content_hash()
     records: dict[int, dict[str, Any]] = {}
     failures: dict[int, str] = {}
+    decoded = 0
     try:
-        old, layout = _plan(url, spec, manifest_hash, os.fspath(manifest_path), len(manifest.table), shard_clips,
-                            overwrite)
-        if old is not None:
-            records.update((i, r) for i, r in st.read_commits(url).items()
-                           if _valid(r, layout, spec.hash(), manifest_hash))
-        todo = [i for i in range(layout.n_shards) if i not in records]
-        skipped = layout.n_shards - len(todo)
-        cluster = dask_client(workers, scheduler, worker_env, progress) if todo else contextlib.nullcontext()
-        with cluster as client:
-            if client is not None:
-                check_workers(client, libraries)  # before the store is touched
-            group = _open(url, old, spec, manifest, manifest_hash, os.fspath(manifest_path), layout)
-            if todo:
-                table = manifest.table
-                jobs = []
-                for i in todo:
-                    start, stop = layout.shard_range(i)
-                    rows = table.iloc[start:stop]
-                    jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(rows["path"]),
-                                         tuple(rows["split"] == "train"), manifest_hash))
-                failures = _run(client, url, jobs, records, layout, skipped, progress)
-        ok, failed, pending, reasons = _finish(url, group, spec, manifest, os.fspath(manifest_path), records, layout)
+        with writer_lock(url):
+            plan = _plan(url, spec, manifest, os.fspath(manifest_path), shard_clips, overwrite)
+            spec, layout = plan.spec, plan.layout
+            if plan.old is not None:
+                records.update(st.read_commits(url))
+            jobs = _jobs(url, audio_root, plan, manifest.table, records)
+            skipped = layout.n_shards - len(jobs)
+            if jobs:
+                check_audio_root(audio_root, [manifest.table["path"].iat[i] for j in jobs for i in _decoded_rows(j)]
+                                 or manifest.table["path"].tolist())
+            cluster = dask_client(workers, scheduler, worker_env, progress) if jobs else contextlib.nullcontext()
+            with cluster as client:
+                if client is not None:
+                    check_workers(client, _libraries(spec))  # before the store is touched
+                group = _apply(url, plan, manifest, os.fspath(manifest_path))
+                if jobs:
+                    failures, decoded = _run(client, url, jobs, records, layout, skipped, progress)
+            ok, failed, pending, reasons = _finish(url, group, plan, manifest, os.fspath(manifest_path), records)
     except (OSError, StorageError) as exc:
         why = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         raise UserError(f"cannot write the store {url} ({why}); the build stopped and its {len(records)} committed "
@@ -166,7 +202,19 @@ def build_store(
     shard_failures = tuple(f"{st.shard_name(i)} (clips {layout.shard_range(i)[0]}-{layout.shard_range(i)[1] - 1}): "
                            f"{why}" for i, why in sorted(failures.items()))
     return BuildReport(url, ok, failed, pending, tuple(reasons[:5]), time.perf_counter() - started,
-                       layout.n_shards, len(todo) - len(failures), skipped, shard_failures)
+                       layout.n_shards, len(jobs) - len(failures), skipped, shard_failures, decoded,
+                       plan.changes())
+
+
+def _libraries(spec: FeatureSpec) -> tuple[str, ...]:
+    return environment.FEATURE_LIBRARIES + (
+        environment.HANDCRAFTED_LIBRARIES if "handcrafted" in spec.features else ())
+
+
+def _decoded_rows(job: ShardJob) -> range:
+    """Store rows of a job's shard that have never been decoded (the audio root must hold them)."""
+    start, stop = job.layout.shard_range(job.index)
+    return range(start + job.keep, stop)
 
 
 # --- the task (runs on a worker) -----------------------------------------------------------------
@@ -197,7 +245,7 @@ def _single_threaded() -> None:
 
 
 def build_shard(job: ShardJob) -> dict[str, Any]:
-    """Compute, write and read back one whole shard; return its commit record."""
+    """Compute, write and read back one whole shard; return its parts for the commit record."""
     import zarr
 
     from featurestore.audio import AudioError, decode, resolve
@@ -206,29 +254,50 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
     spec, (start, stop) = job.spec, job.layout.shard_range(job.index)
     codec = codecs.parse(spec.codec)
     arrays = st.clip_arrays(spec)
-    enc = {name: codec.for_array(name, a.dtype) for name, a in arrays.items()}
-    data = {name: np.zeros((stop - start, *a.clip_shape), dtype=enc[name].dtype) for name, a in arrays.items()}
-    extractor = _extractor(spec)
+    names = [*job.write, *(("status", "length") if job.clips else ())]
+    enc = {name: codec.for_array(name, arrays[name].dtype) for name in names}
+    data = {name: np.zeros((stop - start, *arrays[name].clip_shape), dtype=enc[name].dtype) for name in names}
+    try:
+        group = zarr.open_group(st.zarr_store(job.url, read_only=False), mode="r+")
+        # rows already stored: their status decides what to decode; kept features are carried over
+        known = st.read_shard(group, job.layout, job.index, ["status", "length"])
+        for name in job.kept:
+            data[name][: job.keep] = st.node(group, name)[start : start + job.keep]
+    except OSError as exc:
+        return {"shard": job.index, "storage_error": describe_os_error(exc)}
+    if job.clips:
+        data["status"][: job.keep], data["length"][: job.keep] = known["status"][: job.keep], known["length"][: job.keep]
+    status = data["status"] if job.clips else known["status"]
+    extractor = _extractor(spec.replace(features=job.write)) if job.write else None
     errors: dict[str, str] = {}
+    decoded = 0
     for i, path in enumerate(job.paths):
+        old = i < job.keep or not job.clips
+        todo = [n for n in job.write if not (n in job.kept and i < job.keep)]
+        if old and (status[i] != st.OK or not todo):
+            continue
         try:
-            decoded = decode(resolve(job.audio_root, path), spec)  # refuses paths leaving the root
-            features = extractor(decoded.samples)
+            decoded += 1
+            clip = decode(resolve(job.audio_root, path), spec)  # refuses paths leaving the root
+            features = extractor(clip.samples) if extractor is not None else {}
             _check(features, enc)
         except AudioError as exc:
-            errors[str(i)] = str(exc)
+            why = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the build; its reason is kept
-            errors[str(i)] = f"feature extraction failed: {type(exc).__name__}: {exc}"
+            why = f"feature extraction failed: {type(exc).__name__}: {exc}"
         else:
-            for name in spec.features:
+            for name in todo:
                 data[name][i] = features[name]
-            data["status"][i] = st.OK
-            data["length"][i] = decoded.length
+            if not old:
+                data["status"][i], data["length"][i] = st.OK, clip.length
             continue
+        if old:  # stored as ok by an earlier build, now failing: the other arrays would disagree with it
+            return {"shard": job.index, "clip_error": f"clip {start + i} ({path}) was built as ok and now fails: "
+                                                      f"{why}; rebuild the store with --overwrite"}
+        errors[str(i)] = why
         data["status"][i] = st.FAILED
 
     try:
-        group = zarr.open_group(st.zarr_store(job.url, read_only=False), mode="r+")
         for name, values in data.items():
             st.node(group, name)[start:stop] = values
         # A lossless codec stores exactly these values; a quantized array is read back, since its
@@ -237,20 +306,22 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         stored = {**data, **st.read_shard(group, job.layout, job.index, [n for n in data if n in codec.steps])}
     except OSError as exc:  # returned, not raised: the driver stops the build with one clear line
         return {"shard": job.index, "storage_error": describe_os_error(exc)}
-    include = (stored["status"] == st.OK) & np.asarray(job.train, dtype=bool)
-    return {
-        "shard": job.index,
-        "start": start,
-        "stop": stop,
-        "spec_hash": spec.hash(),
-        "manifest_hash": job.manifest_hash,
-        "hash": st.content_hash(stored),
-        "ok": int(np.count_nonzero(stored["status"] == st.OK)),
-        "failed": int(np.count_nonzero(stored["status"] == st.FAILED)),
-        "errors": errors,
-        "stats": stats.partial_sums(stored, include, st.normalised(spec)),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    train = np.asarray(job.train, dtype=bool)
+    final = stored["status"] if job.clips else known["status"]
+    sums = stats.partial_sums(stored, (final == st.OK) & train, {n: a for n, a in st.normalised(spec).items()
+                                                                 if n in job.write})
+    parts: dict[str, dict[str, Any]] = {}
+    if job.clips:
+        parts[st.CLIPS] = {"settings_hash": job.hashes[st.CLIPS],
+                           "hash": st.content_hash({"status": stored["status"], "length": stored["length"]}),
+                           "ok": int(np.count_nonzero(final == st.OK)),
+                           "failed": int(np.count_nonzero(final == st.FAILED)), "errors": errors}
+    for name in job.write:
+        parts[name] = {"settings_hash": job.hashes[name], "hash": st.content_hash({name: stored[name]})}
+        if name in sums:
+            parts[name] |= {"stats": sums[name], "split_hash": st.split_hash(train)}
+    return {"shard": job.index, "start": start, "stop": stop, "parts": parts, "decoded": decoded,
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _check(features: dict[str, np.ndarray], enc: dict[str, codecs.ArrayCodec]) -> None:
@@ -289,56 +360,157 @@ def _existing_attrs(url: str) -> dict[str, Any] | None:
     return None
 
 
-def _plan(url: str, spec: FeatureSpec, manifest_hash: str, manifest_path: str, n_clips: int,
-          shard_clips: int | None, overwrite: bool) -> tuple[dict[str, Any] | None, st.Layout]:
-    """Read-only: the attributes of the store to resume (None: create one) and its layout;
-    refuse to mix specs, manifests or layouts."""
+def _plan(url: str, spec: FeatureSpec, manifest: Any, manifest_path: str, shard_clips: int | None,
+          overwrite: bool) -> Plan:
+    """Read-only: what this build does to the store at `url`; refuse what would mix or lose data."""
+    n = len(manifest.table)
     old = None if overwrite else _existing_attrs(url)
-    if old is not None:
-        if old.get("format_version") != st.FORMAT_VERSION:
-            raise UserError(f"{url} has store format {old.get('format_version')}, this version writes "
-                            f"{st.FORMAT_VERSION}: pass --overwrite to rebuild it, or choose another --out")
-        if old.get("spec_hash") != spec.hash():
-            raise UserError(f"{url} was built with another feature spec (hash {old.get('spec_hash')}, this one "
-                            f"{spec.hash()}): pass --overwrite to rebuild it, or choose another --out")
-        if old.get("manifest_hash") != manifest_hash:
-            raise UserError(f"{url} was built from another manifest than {manifest_path}: pass --overwrite to "
-                            "rebuild it, or choose another --out")
-        if shard_clips is not None and shard_clips != old["shard_clips"]:
-            raise UserError(f"{url} was started with --shard-size {old['shard_clips']}: resume with that size, "
-                            "or pass --overwrite to rebuild it")
-        return old, st.Layout(int(old["n_clips"]), int(old["chunk_clips"]), int(old["shard_clips"]))
-    existing = st.list_names(url)
-    if existing and not st.is_store(url):
-        raise UserError(f"{url} holds files that are not a feature store ({', '.join(existing[:3])}"
-                        f"{', ...' if len(existing) > 3 else ''}): choose a new or empty --out (--overwrite "
-                        "replaces only a feature store, and nothing here was deleted)")
-    if existing and not overwrite:
-        raise UserError(f"{url} holds a feature store this build cannot resume: pass --overwrite to rebuild it, "
-                        "or choose another --out")
-    if shard_clips is not None and (shard_clips < 1 or shard_clips % st.CHUNK_CLIPS):
-        raise UserError(f"--shard-size must be a positive multiple of {st.CHUNK_CLIPS} clips (the chunk size), "
-                        f"got {shard_clips}")
-    return None, st.Layout(n_clips, st.CHUNK_CLIPS, shard_clips or st.default_shard_clips(n_clips, spec))
+    if old is not None and not st.read_commits(url):
+        old = None  # nothing committed yet (a build killed early): start it afresh
+        overwrite = True
+    if old is None:
+        existing = st.list_names(url)
+        if existing and not st.is_store(url):
+            raise UserError(f"{url} holds files that are not a feature store ({', '.join(existing[:3])}"
+                            f"{', ...' if len(existing) > 3 else ''}): choose a new or empty --out (--overwrite "
+                            "replaces only a feature store, and nothing here was deleted)")
+        if existing and not overwrite:
+            raise UserError(f"{url} holds a feature store this build cannot resume: pass --overwrite to rebuild it, "
+                            "or choose another --out")
+        if shard_clips is not None and (shard_clips < 1 or shard_clips % st.CHUNK_CLIPS):
+            raise UserError(f"--shard-size must be a positive multiple of {st.CHUNK_CLIPS} clips (the chunk size), "
+                            f"got {shard_clips}")
+        return Plan(None, spec, st.Layout(n, st.CHUNK_CLIPS, shard_clips or st.default_shard_clips(n, spec)))
+
+    if old.get("format_version") != st.FORMAT_VERSION:
+        raise UserError(f"{url} has store format {old.get('format_version')}, this version writes "
+                        f"{st.FORMAT_VERSION}: pass --overwrite to rebuild it, or choose another --out")
+    stored = FeatureSpec.from_dict(old["spec"])
+    fixed = {k: (getattr(stored, k), getattr(spec, k)) for k in (*DECODING, "codec")}
+    differ = {k: v for k, v in fixed.items() if v[0] != v[1]}
+    if differ:
+        raise UserError(f"{url} was built with {_settings(differ)}: a store's decoding and codec are fixed; pass "
+                        "the same settings (its --preset), choose another --out, or --overwrite to rebuild it")
+    if shard_clips is not None and shard_clips != old["shard_clips"]:
+        raise UserError(f"{url} was started with --shard-size {old['shard_clips']}: a store keeps its shard size; "
+                        "leave --shard-size out, or pass --overwrite to rebuild it")
+    merged = stored.to_dict()
+    added = tuple(f for f in spec.features if f not in stored.features)
+    for name in spec.features:
+        own = {k: (getattr(stored, k), getattr(spec, k)) for k in spec.feature(name).settings}
+        if name in stored.features and any(a != b for a, b in own.values()):
+            raise UserError(f"{url} holds {name} built with {_settings({k: v for k, v in own.items() if v[0] != v[1]})}:"
+                            f" build {name} with its settings, into another --out, or --overwrite to rebuild the store")
+    for name in added:
+        for k in spec.feature(name).settings:
+            users = [a for a in stored.features if k in stored.feature(a).settings]
+            if users and getattr(stored, k) != getattr(spec, k):
+                raise UserError(f"{url}: {name} would use {_settings({k: (getattr(stored, k), getattr(spec, k))})} but "
+                                f"the store's {users[0]} uses {k} {getattr(stored, k)}; features of one store share "
+                                f"their common settings: pass --{k.replace('_', '-')} {getattr(stored, k)}")
+            merged[k] = getattr(spec, k)
+    merged["features"] = [*stored.features, *added]
+    grown, relabelled = _growth(url, manifest, int(old["n_clips"]))
+    layout = st.Layout(n, int(old["chunk_clips"]), int(old["shard_clips"]))
+    return Plan(old, FeatureSpec.from_dict(merged), layout, added, grown, relabelled)
 
 
-def _open(url: str, old: dict[str, Any] | None, spec: FeatureSpec, manifest: Any, manifest_hash: str,
-          manifest_path: str, layout: st.Layout) -> Any:
-    """The store's group, opened to resume (`old` is its attributes) or created afresh."""
+def _settings(pairs: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {a} (this build: {b})" for k, (a, b) in pairs.items())
+
+
+def _growth(url: str, manifest: Any, n_old: int) -> tuple[int | None, bool]:
+    """(the clip count before this build when the manifest appends rows, else None; whether
+    stored rows change labels, split or group). Refuses a manifest that drops, reorders or
+    repoints any stored clip."""
+    import pandas as pd
+
+    copy = pd.read_parquet(st.join(url, st.MANIFEST_FILE), columns=["clip_id", "path", "labels", "split", "group"])
+    new = manifest.table
+    n = len(new)
+    common = min(n, n_old)
+    same = (copy["clip_id"].iloc[:common].to_numpy() == new["clip_id"].iloc[:common].to_numpy()) & (
+        copy["path"].iloc[:common].to_numpy() == new["path"].iloc[:common].to_numpy())
+    if not same.all():
+        i = int(np.argmin(same))
+        raise UserError(f"{url}: row {i} of the manifest is clip {new['clip_id'].iat[i]!r} ({new['path'].iat[i]}) "
+                        f"where the store holds {copy['clip_id'].iat[i]!r} ({copy['path'].iat[i]}): a store only "
+                        "grows by rows appended to its manifest; build another --out (or --overwrite) for "
+                        "another clip list")
+    if n < n_old:
+        raise UserError(f"{url}: the manifest has {n} rows, the store {n_old} (it drops clip "
+                        f"{copy['clip_id'].iat[n]!r} and those after it): a store only grows; build another --out "
+                        "(or --overwrite) for fewer clips")
+    before, now = copy.iloc[:common], new.iloc[:common]
+    relabelled = not (before["labels"].map(list).tolist() == now["labels"].map(list).tolist()
+                      and before["split"].tolist() == now["split"].tolist()
+                      and before["group"].astype(str).tolist() == now["group"].astype(str).tolist())
+    return (n_old if n > n_old else None), relabelled
+
+
+def _jobs(url: str, audio_root: str, plan: Plan, table: Any, records: dict[int, dict[str, Any]]) -> list[ShardJob]:
+    """One job per shard with anything left to write: new shards whole; a grown shard keeping its
+    stored rows; committed shards computing only the features they lack."""
+    spec, layout = plan.spec, plan.layout
+    hashes = st.part_hashes(spec)
+    rows = st.shard_rows_hashes(table, layout)
+    ids, paths = table["clip_id"].astype(str).tolist(), table["path"].astype(str).tolist()
+    train = (table["split"] == "train").to_numpy()
+    jobs = []
+    for i in range(layout.n_shards):
+        start, stop = layout.shard_range(i)
+        valid = st.valid_parts(records.get(i), start, stop, rows[i], hashes)
+        keep, kept, clips = stop - start, (), False
+        if st.CLIPS not in valid:  # new clips, or a grown shard whose first rows are stored
+            record = records.get(i) or {}
+            old_stop = record.get("stop")
+            prefix = (set() if not isinstance(old_stop, int) or not start < old_stop < stop else
+                      st.valid_parts(record, start, old_stop, st.rows_hash(ids[start:old_stop], paths[start:old_stop]),
+                                     hashes))
+            keep = old_stop - start if st.CLIPS in prefix else 0
+            kept = tuple(f for f in spec.features if f in prefix) if keep else ()
+            clips, valid = True, set()
+        write = tuple(f for f in spec.features if f not in valid)
+        if write or clips:
+            jobs.append(ShardJob(url, audio_root, spec, layout, i, tuple(ids[start:stop]), tuple(paths[start:stop]),
+                                 tuple(bool(t) for t in train[start:stop]), write, clips, keep, kept, hashes))
+    return jobs
+
+
+def _apply(url: str, plan: Plan, manifest: Any, manifest_path: str) -> Any:
+    """Create the store, or grow it: new arrays, arrays resized for appended clips, attributes
+    describing what the store will hold; the manifest copy of a new store."""
     import zarr
 
-    if old is not None:
-        st.remove_temporaries(url)
-        group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
-        st.create_missing_nodes(group, spec, layout)
+    spec, layout = plan.spec, plan.layout
+    if plan.old is None:
+        st.remove_tree(url)
+        group = st.create(url, _attrs(spec, manifest, layout, {}), spec, layout)
+        _write_manifest(url, manifest, manifest_path, [""] * layout.n_clips)
         return group
-    st.remove_tree(url)
+    st.remove_temporaries(url)
+    group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
+    if plan.grown_from is not None:
+        for name, array in st.clip_arrays(spec).items():
+            existing = st.node(group, name)
+            if existing is not None and existing.shape[0] != layout.n_clips:
+                existing.resize((layout.n_clips, *array.clip_shape))
+    st.create_missing_nodes(group, spec, layout)
+    group.update_attributes({st.ATTRS_KEY: _attrs(spec, manifest, layout, plan.old)})
+    return group
+
+
+def _attrs(spec: FeatureSpec, manifest: Any, layout: st.Layout, old: dict[str, Any]) -> dict[str, Any]:
+    """The store's attributes for this build (state `building` until `_finish`)."""
     arrays = st.clip_arrays(spec)
-    attrs = {
+    previous = old.get("arrays", {})
+    return {
+        **old,
         "format_version": st.FORMAT_VERSION,
         "spec": spec.to_dict(),
         "spec_hash": spec.hash(),
-        "manifest_hash": manifest_hash,
+        "decoding_hash": st.decoding_hash(spec),
+        "manifest_hash": manifest.content_hash(),
         "dataset": manifest.meta.dataset,
         "labels": list(manifest.meta.labels),
         "n_clips": layout.n_clips,
@@ -347,12 +519,10 @@ def _open(url: str, old: dict[str, Any] | None, spec: FeatureSpec, manifest: Any
         "build_state": "building",
         "versions": _versions(),
         "codec": codecs.parse(spec.codec).describe({a.name: a.dtype for a in arrays.values()}),
-        "arrays": {name: {"settings": spec.array_settings(name), "added": _now()} for name in spec.features},
+        "arrays": {name: {"settings": spec.array_settings(name), "hash": st.array_hash(spec, name),
+                          "added": previous.get(name, {}).get("added") or _now()} for name in spec.features},
         "coordinates": {name: c for name in spec.features if (c := spec.feature(name).coordinates())},
     }
-    group = st.create(url, attrs, spec, layout)
-    _write_manifest(url, manifest, manifest_path, [""] * layout.n_clips)
-    return group
 
 
 AUDIO_SAMPLE = 16  # manifest paths looked up before a build starts
@@ -372,17 +542,6 @@ def check_audio_root(audio_root: str, paths: list[str]) -> None:
     if not any(fs.exists(f"{root.rstrip('/')}/{path}") for path in sample):
         raise UserError(f"none of {len(sample)} manifest paths sampled from first to last is under --audio-root "
                         f"{audio_root} (e.g. {sample[0]}): give the folder the manifest paths are relative to")
-
-
-def _valid(record: dict[str, Any], layout: st.Layout, spec_hash: str, manifest_hash: str) -> bool:
-    start, stop = layout.shard_range(int(record["shard"]))
-    return (
-        record.get("spec_hash") == spec_hash
-        and record.get("manifest_hash") == manifest_hash
-        and (record.get("start"), record.get("stop")) == (start, stop)
-        and isinstance(record.get("hash"), str)
-        and record.get("ok", 0) + record.get("failed", 0) == stop - start
-    )
 
 
 @contextlib.contextmanager
@@ -481,9 +640,10 @@ def _announce(client: Any, progress: bool) -> None:
 
 
 def _run(client: Any, url: str, jobs: list[ShardJob], records: dict[int, dict[str, Any]], layout: st.Layout,
-         skipped: int, progress: bool) -> dict[int, str]:
+         skipped: int, progress: bool) -> tuple[dict[int, str], int]:
     """Submit one task per shard; commit each as its result arrives. Return why tasks failed, by
-    shard: one shard's failure (a worker that died on every try) leaves the others to finish. A
+    shard (one shard's failure, a worker that died on every try, leaves the others to finish),
+    and how many clips the tasks decoded. A
     storage error is raised at once instead (StorageError), since every other shard would hit it too;
     losing the cluster becomes a UserError."""
     from concurrent.futures import CancelledError
@@ -493,24 +653,31 @@ def _run(client: Any, url: str, jobs: list[ShardJob], records: dict[int, dict[st
     from tqdm import tqdm
 
     futures = {client.submit(build_shard, job, pure=False, key=f"build-{st.shard_name(job.index)}-{os.urandom(4).hex()}"):
-               job.index for job in jobs}
+               job for job in jobs}
     failures: dict[int, str] = {}
-    clips = failed = 0
+    clips = failed = decoded = 0
     t0 = time.perf_counter()
     with tqdm(total=layout.n_shards, initial=skipped, unit="shard", disable=not progress, file=sys.stderr) as bar:
         try:
             for future in as_completed(futures):
+                job = futures[future]
                 if future.status == "error":
-                    failures[futures[future]] = _task_failure(future.exception())
+                    failures[job.index] = _task_failure(future.exception())
                     bar.update()
                     continue
-                record = future.result()
-                if "storage_error" in record:
-                    raise StorageError(record["storage_error"])
+                result = future.result()
+                if "storage_error" in result:
+                    raise StorageError(result["storage_error"])
+                if "clip_error" in result:
+                    failures[job.index] = result["clip_error"]
+                    bar.update()
+                    continue
+                record = _merge(records.get(job.index), result, job)
                 st.write_commit(url, record)
-                records[record["shard"]] = record
-                clips += record["ok"] + record["failed"]
-                failed += record["failed"]
+                records[job.index] = record
+                decoded += result["decoded"]
+                clips += result["stop"] - result["start"]
+                failed += record["parts"][st.CLIPS]["failed"]
                 bar.set_postfix(clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}", failed=failed)
                 bar.update()
         except (CancelledError, CommClosedError):
@@ -519,7 +686,25 @@ def _run(client: Any, url: str, jobs: list[ShardJob], records: dict[int, dict[st
         except BaseException:
             client.cancel(list(futures))
             raise
-    return failures
+    return failures, decoded
+
+
+def _merge(old: dict[str, Any] | None, result: dict[str, Any], job: ShardJob) -> dict[str, Any]:
+    """The shard's new commit record: the task's parts over the old record's still-valid ones
+    (a grown shard keeps the failure reasons of its stored rows)."""
+    start, stop = result["start"], result["stop"]
+    parts = dict(result["parts"])
+    if old is not None and not job.clips:
+        parts = {**old["parts"], **parts}
+    elif old is not None and job.keep:
+        kept = {k: v for k, v in old["parts"][st.CLIPS].get("errors", {}).items() if int(k) < job.keep}
+        parts[st.CLIPS] = {**parts[st.CLIPS], "errors": {**kept, **parts[st.CLIPS]["errors"]}}
+    clips = parts[st.CLIPS]
+    return {"shard": job.index, "start": start, "stop": stop,
+            "rows_hash": st.rows_hash(job.clip_ids, job.paths), "parts": parts, "hash": st.record_hash(parts),
+            "ok": clips["ok"], "failed": clips["failed"], "seconds": result["seconds"]}
+
+
 
 
 def _task_failure(exc: BaseException) -> str:
@@ -531,26 +716,48 @@ def _task_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _finish(url: str, group: Any, spec: FeatureSpec, manifest: Any, manifest_path: str,
-            records: dict[int, dict[str, Any]], layout: st.Layout) -> tuple[int, int, int, list[str]]:
+def _finish(url: str, group: Any, plan: Plan, manifest: Any, manifest_path: str,
+            records: dict[int, dict[str, Any]]) -> tuple[int, int, int, list[str]]:
     """The manifest copy with the errors known so far; statistics and `complete` once every shard
-    is committed."""
-    table = manifest.table
+    is committed for every part. Partial sums of a shard whose train rows changed since they
+    were computed (new labels or splits) are computed again from the stored features."""
+    spec, layout, table = plan.spec, plan.layout, manifest.table
+    hashes = st.part_hashes(spec)
+    rows = st.shard_rows_hashes(table, layout)
+    train = (table["split"] == "train").to_numpy()
     errors = [""] * layout.n_clips
-    for r in records.values():
-        for offset, reason in r["errors"].items():
-            errors[r["start"] + int(offset)] = reason
-    ok = sum(r["ok"] for r in records.values())
-    failed = sum(r["failed"] for r in records.values())
+    ok = failed = 0
+    complete = True
+    for i in range(layout.n_shards):
+        start, stop = layout.shard_range(i)
+        valid = st.valid_parts(records.get(i), start, stop, rows[i], hashes)
+        complete &= valid >= set(hashes)
+        if st.CLIPS in valid:
+            clips = records[i]["parts"][st.CLIPS]
+            ok, failed = ok + clips["ok"], failed + clips["failed"]
+            for offset, reason in clips.get("errors", {}).items():
+                errors[start + int(offset)] = reason
     pending = layout.n_clips - ok - failed
     reasons = [f"{table['clip_id'].iat[i]} ({table['path'].iat[i]}): {e}" for i, e in enumerate(errors) if e]
     _write_manifest(url, manifest, manifest_path, errors)
-    if pending == 0:
-        combined = stats.combine(records[i]["stats"] for i in range(layout.n_shards))
-        st.write_stats(group, spec, {f: (mean, std) for f, (mean, std, _) in combined.items()})
-        attrs = dict(group.attrs[st.ATTRS_KEY])
-        attrs.update(build_state="complete", stats_values={f: n for f, (_, _, n) in combined.items()})
-        group.update_attributes({st.ATTRS_KEY: attrs})
+    if not complete:
+        return ok, failed, pending, reasons
+    axes = st.normalised(spec)
+    for i in range(layout.n_shards):
+        start, stop = layout.shard_range(i)
+        record, split = records[i], st.split_hash(train[start:stop])
+        stale = [f for f in axes if record["parts"][f].get("split_hash") != split]
+        if stale:
+            stored = st.read_shard(group, layout, i, [*stale, "status"])
+            sums = stats.partial_sums(stored, (stored["status"] == st.OK) & train[start:stop], {f: axes[f] for f in stale})
+            for f in stale:
+                record["parts"][f] |= {"stats": sums[f], "split_hash": split}
+            st.write_commit(url, record)
+    combined = stats.combine({f: records[i]["parts"][f]["stats"] for f in axes} for i in range(layout.n_shards))
+    st.write_stats(group, spec, {f: (mean, std) for f, (mean, std, _) in combined.items()})
+    attrs = dict(group.attrs[st.ATTRS_KEY])
+    attrs.update(build_state="complete", stats_values={f: n for f, (_, _, n) in combined.items()})
+    group.update_attributes({st.ATTRS_KEY: attrs})
     return ok, failed, pending, reasons
 
 

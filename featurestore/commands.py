@@ -38,9 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("manifest", metavar="MANIFEST", help="manifest Parquet file (path or URL)")
     b.add_argument("--audio-root", required=True, metavar="DIR", help="folder (or URL) the manifest paths are relative to")
     b.add_argument("--out", required=True, metavar="STORE", help="store to write (path or URL, e.g. s3://bucket/x.zarr)")
-    b.add_argument("--preset", default="mtat-seed", metavar="NAME",
-                   help="feature settings to start from: mtat-seed (default), gtzan, fma, handcrafted")
-    b.add_argument("--features", metavar="LIST", help="comma-separated subset of logmel,mfcc,waveform,handcrafted")
+    b.add_argument("--preset", metavar="NAME",
+                   help="feature settings to start from: mtat-seed, gtzan, fma, handcrafted (default: the settings "
+                        "of the store at --out when there is one, else mtat-seed)")
+    b.add_argument("--features", metavar="LIST",
+                   help="comma-separated features to build: logmel, mfcc, waveform, handcrafted or a plug-in's; "
+                        "on an existing store, those it lacks are added and the others kept")
     for flag, _, kind, metavar, text in SPEC_OPTIONS:
         b.add_argument(flag, type=kind, metavar=metavar, help=text)
     where = b.add_mutually_exclusive_group()
@@ -84,12 +87,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_spec(args: argparse.Namespace):  # -> FeatureSpec
+    """The preset's settings, or those of the store being grown, changed by the options given."""
     from featurestore.spec import preset
 
+    grown = None if args.preset or args.overwrite else _store_spec(args.out)
+    base = grown or preset(args.preset or "mtat-seed")
     changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, *_ in SPEC_OPTIONS}
     if args.features:
         changes["features"] = tuple(f.strip() for f in args.features.split(",") if f.strip())
-    return preset(args.preset).replace(**changes)
+    return base.replace(**changes)
+
+
+def _store_spec(url: str):  # -> FeatureSpec | None
+    """The settings of the store at `url`, if there is one (its features: a re-run resumes it)."""
+    from featurestore.store import is_store, open_store
+
+    try:
+        return open_store(url).spec if is_store(url) else None
+    except (UserError, OSError, ValueError):
+        return None
 
 
 def _worker_env(pairs: list[str]) -> dict[str, str | None]:
@@ -131,6 +147,7 @@ def _quiet_client_close_logs() -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from featurestore.spec import DECODING
     from featurestore.store import FAILED, OK, PENDING, footprint, open_store
 
     store = open_store(args.store)
@@ -145,6 +162,10 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"spec       {store.attrs['spec_hash']}: {json.dumps(store.spec.to_dict())}")
     print(f"layout     chunks of {store.chunk_clips} clips in shards of {store.shard_clips} clips "
           f"({store.layout.n_shards} shards), codec {store.spec.codec}")
+    _print_table([["feature", "settings (besides decoding)", "hash", "clips committed", "added"]] + [
+        [name, ", ".join(f"{k} {v}" for k, v in info["settings"].items() if k not in ("feature", *DECODING)) or "-",
+         info["hash"], f"{committed(store, name):,} of {store.n_clips:,}", info["added"]]
+        for name, info in store.attrs["arrays"].items()])
     rows = footprint(store)
     header = ["array", "shape", "dtype", "chunks", "shards", "codec", "stored", "bytes/clip", "ratio"]
     if args.scale_to:
@@ -157,10 +178,20 @@ def run_info(args: argparse.Namespace) -> int:
         if args.scale_to:
             line.append(_bytes(r.bytes_per_clip * args.scale_to) if r.bytes_per_clip is not None else "-")
         table.append(line)
-    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) if c < 6 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))))
+    _print_table(table, right_from=6)
     return 0
+
+
+def committed(store, name: str) -> int:
+    """Clips whose values of array `name` are committed."""
+    return sum(b - a for a, b in map(store.layout.shard_range, store.committed([name])))
+
+
+def _print_table(rows: list[list[str]], right_from: int | None = None) -> None:
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(w) if right_from is not None and c >= right_from else cell.ljust(w)
+                        for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
 
 
 def _tuple(t: tuple[int, ...] | None) -> str:

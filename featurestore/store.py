@@ -4,9 +4,16 @@ A store is one Zarr v3 group. Every per-clip array has the clip as its first axi
 order), chunks of `chunk_clips` clips for random access and shards of `shard_clips` clips as
 the unit of writing: a build task writes whole shards only, because the sharding codec loses
 data when two writers share a shard. Beside the arrays sit `manifest/manifest.parquet` (the
-manifest rows in store order plus `error`) and `commits/shard-NNNNN.json`, one small record per finished
-shard written atomically by the build driver alone, so a killed or concurrent build can never
-leave a half-updated shared record behind.
+manifest rows in store order plus `error`) and `commits/shard-NNNNN.json`, one small record per
+shard written atomically by the build driver alone.
+
+A store grows. Each array records the settings that made it and their hash (the shared
+decoding settings plus its feature's own, and its encoding), so features can be added later
+without touching the others; clips can be appended (the shard size is fixed at creation, so
+committed shards never move); labels and splits can change without decoding anything. A
+shard's commit record therefore binds, per part (`clips` for status and length, then each
+feature), the settings hash and content hash of what was written, to the shard's clip ids and
+paths (`rows_hash`): a part counts as committed only while all of these still match.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from featurestore.errors import UserError
 from featurestore.files import TEMPORARY_GLOB, ZARR_TEMPORARY_GLOB, atomic_path
 from featurestore.spec import FeatureSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CLIPS = "clips"  # the commit-record part for status and length: the decoding of each clip
 ATTRS_KEY = "featurestore"
 PENDING, OK, FAILED = 0, 1, 2
 MANIFEST_DIR = "manifest"
@@ -102,6 +110,63 @@ def default_shard_clips(n_clips: int, spec: FeatureSpec, chunk_clips: int = CHUN
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def array_hash(spec: FeatureSpec, name: str) -> str:
+    """What one feature array's values depend on: the shared decoding, its own settings, its encoding."""
+    from featurestore import codecs
+
+    feature = spec.feature(name)
+    encoding = codecs.parse(spec.codec).for_array(name, feature.dtype).describe()
+    return _digest({"settings": spec.array_settings(name), "encoding": encoding})
+
+
+def decoding_hash(spec: FeatureSpec) -> str:
+    """What status and length depend on: how clips are decoded."""
+    from featurestore.spec import DECODING
+
+    return _digest({k: getattr(spec, k) for k in DECODING})
+
+
+def part_hashes(spec: FeatureSpec) -> dict[str, str]:
+    """Settings hash of every commit-record part a store with `spec` holds."""
+    return {CLIPS: decoding_hash(spec), **{name: array_hash(spec, name) for name in spec.features}}
+
+
+def rows_hash(clip_ids: Iterable[str], paths: Iterable[str]) -> str:
+    """The identity of a run of rows: their clip ids and paths (not labels or splits, which may change)."""
+    h = hashlib.sha256()
+    for clip_id, path in zip(clip_ids, paths):
+        h.update(f"{clip_id}\0{path}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def split_hash(train: np.ndarray) -> str:
+    """Which rows of a shard are train rows: what its statistics' partial sums depend on."""
+    return hashlib.sha256(np.packbits(np.asarray(train, dtype=bool)).tobytes() + str(len(train)).encode()).hexdigest()[:16]
+
+
+def shard_rows_hashes(table: Any, layout: Layout) -> list[str]:
+    ids, paths = table["clip_id"].astype(str).tolist(), table["path"].astype(str).tolist()
+    return [rows_hash(ids[a:b], paths[a:b]) for a, b in map(layout.shard_range, range(layout.n_shards))]
+
+
+def valid_parts(record: dict[str, Any] | None, start: int, stop: int, rows: str, hashes: dict[str, str]) -> set[str]:
+    """The parts of a shard's commit record that still describe rows start..stop-1 as they are now."""
+    if not record or (record.get("start"), record.get("stop")) != (start, stop) or record.get("rows_hash") != rows:
+        return set()
+    valid = set()
+    for part, entry in (record.get("parts") or {}).items():
+        if hashes.get(part) != entry.get("settings_hash") or not isinstance(entry.get("hash"), str):
+            continue
+        if part == CLIPS and entry.get("ok", 0) + entry.get("failed", 0) != stop - start:
+            continue
+        valid.add(part)
+    return valid
 
 
 # --- locations: a local path or an fsspec URL -------------------------------------------------
@@ -205,6 +270,11 @@ def commit_url(url: str, index: int) -> str:
 
 def write_commit(url: str, record: dict[str, Any]) -> None:
     write_bytes(commit_url(url, record["shard"]), json.dumps(record, sort_keys=True).encode())
+
+
+def record_hash(parts: dict[str, dict[str, Any]]) -> str:
+    """One hash over a shard's parts (what two stores compare)."""
+    return _digest({p: e["hash"] for p, e in parts.items()})
 
 
 def read_commits(url: str) -> dict[int, dict[str, Any]]:
@@ -358,16 +428,43 @@ class Store:
 
     @property
     def status(self) -> np.ndarray:
-        """Per-clip status as committed. A shard without a commit record of this build counts as
-        pending whatever its status array says: after an interrupted build, tasks that were still
-        running may have written their shard without the driver ever committing it."""
+        """Per-clip status as committed for every array of the store (see `status_for`)."""
+        return self.status_for(self.spec.features)
+
+    def status_for(self, arrays: Iterable[str]) -> np.ndarray:
+        """Per-clip status as committed for `arrays`. A shard whose commit record does not cover
+        its status and every one of these arrays, for its current clips and the arrays' recorded
+        settings, counts as pending whatever its status array says: after an interrupted build,
+        tasks that were still running may have written their shard without the driver ever
+        committing it."""
         status = self.array("status")[:]
-        committed = {i for i, r in self.commits().items() if r.get("spec_hash") == self.attrs["spec_hash"]}
+        done = self.committed(arrays)
         for index in range(self.layout.n_shards):
-            if index not in committed:
+            if index not in done:
                 start, stop = self.layout.shard_range(index)
                 status[start:stop] = PENDING
         return status
+
+    def committed(self, arrays: Iterable[str]) -> set[int]:
+        """Shards whose status and `arrays` are committed."""
+        wanted = {CLIPS, *arrays}
+        hashes = self.part_hashes
+        records = self.commits()
+        try:
+            rows = shard_rows_hashes(self.manifest, self.layout)
+        except UserError:  # no manifest copy yet (a build killed as it created the store): nothing is committed
+            return set()
+        return {i for i in range(self.layout.n_shards)
+                if wanted <= valid_parts(records.get(i), *self.layout.shard_range(i), rows[i], hashes)}
+
+    @property
+    def part_hashes(self) -> dict[str, str]:
+        return {CLIPS: self.attrs["decoding_hash"], **{a: info["hash"] for a, info in self.attrs["arrays"].items()}}
+
+    def inputs_hash(self, arrays: Iterable[str]) -> str:
+        """The identity of some arrays' values: equal in two stores built with the same settings."""
+        hashes = self.part_hashes
+        return _digest({a: hashes[a] for a in arrays})
 
     @property
     def n_pending(self) -> int:
@@ -379,6 +476,14 @@ class Store:
         import manifests
 
         return manifests.load(join(self.url, MANIFEST_FILE)).table
+
+    def ready(self, arrays: Iterable[str]) -> bool:
+        """Whether `arrays` are committed in every shard and their statistics written: what
+        training on them needs, while a build may be adding other arrays."""
+        arrays = list(arrays)
+        if len(self.committed(arrays)) < self.layout.n_shards:
+            return False
+        return all(node(self.group, f"{a}_mean") is not None for a in arrays if a in normalised(self.spec))
 
     def stats(self, feature: str) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) per band / coefficient / descriptor over the train split's ok clips."""
@@ -455,11 +560,13 @@ def _codec_text(codec: Any) -> str:
 
 
 def verify(store: Store) -> tuple[int, list[str]]:
-    """(shards checked, problems): every shard committed, its content hash as recorded, status
-    counts as recorded, failed rows zero, every value finite, statistics present."""
+    """(shards checked, problems): every shard committed for its status and every array, each
+    part's content hash as recorded, status counts as recorded, failed rows zero, every value
+    finite, statistics present."""
     layout, problems = store.layout, []
     commits = store.commits()
-    names = list(store.clip_arrays)
+    hashes = store.part_hashes
+    rows = shard_rows_hashes(store.manifest, layout)
     for index in range(layout.n_shards):
         start, stop = layout.shard_range(index)
         where = f"{shard_name(index)} (clips {start}-{stop - 1})"
@@ -467,17 +574,24 @@ def verify(store: Store) -> tuple[int, list[str]]:
         if record is None:
             problems.append(f"{where}: not committed")
             continue
+        valid = valid_parts(record, start, stop, rows[index], hashes)
+        missing = [p for p in (CLIPS, *store.spec.features) if p not in valid]
+        if missing:
+            problems.append(f"{where}: not committed for {', '.join(missing)} (or committed for other clips or "
+                            "settings)")
         try:
-            data = read_shard(store.group, layout, index, names)
+            data = read_shard(store.group, layout, index, list(store.clip_arrays))
         except Exception as exc:  # noqa: BLE001 - a damaged shard is a finding, not a crash
             problems.append(f"{where}: unreadable: {type(exc).__name__}: {exc}")
             continue
-        if record.get("spec_hash") != store.attrs["spec_hash"]:
-            problems.append(f"{where}: committed for another feature spec")
-        if content_hash(data) != record.get("hash"):
-            problems.append(f"{where}: content differs from its commit record (hash mismatch)")
+        for part in valid:
+            names = ("status", "length") if part == CLIPS else (part,)
+            if content_hash({n: data[n] for n in names}) != record["parts"][part]["hash"]:
+                problems.append(f"{where}: content differs from its commit record (hash mismatch in {part})")
         status = data["status"]
-        if (int((status == OK).sum()), int((status == FAILED).sum())) != (record.get("ok"), record.get("failed")):
+        clips = record.get("parts", {}).get(CLIPS, {})
+        if CLIPS in valid and (int((status == OK).sum()), int((status == FAILED).sum())) != (clips.get("ok"),
+                                                                                           clips.get("failed")):
             problems.append(f"{where}: ok/failed counts differ from its commit record")
         if (status == PENDING).any():
             problems.append(f"{where}: {int((status == PENDING).sum())} clip(s) pending")

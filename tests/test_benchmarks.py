@@ -18,6 +18,7 @@ EXPECTED = {  # benchmark -> (section title, words each expected table caption c
     "scaling": ("Scaling", ["Start-up", "Build time against clip count", "Warm clusters", "Projected wall time"],
                 ["scaling.png"]),
     "recovery": ("Recovery", ["MTAT-like clips"], []),
+    "growth": ("Growing a store", ["Seconds on 2 warm workers"], []),
     "gpu": ("GPU training", ["Training samples/s", "Loader alone", "trained on the CPU and on CUDA"], []),
 }
 

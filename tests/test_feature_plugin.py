@@ -75,9 +75,11 @@ def test_a_plugin_feature_builds_is_normalised_verified_and_trained_on(plugin_en
     assert group["chroma_mean"].metadata.dimension_names == ("pitch_class",)
 
     info = _run(["info", str(out)], plugin_env).stdout
-    row = next(line.split("  ") for line in info.splitlines() if line.startswith("chroma "))
+    row = next(line.split("  ") for line in info.splitlines() if line.startswith("chroma ") and "float16" in line)
     assert [c.strip() for c in row if c.strip()][1:3] == [f"({store_corpus.n_rows}, 12, {store.spec.n_frames})",
                                                           "float16"]
+    feature = next(line for line in info.splitlines() if line.startswith("chroma ") and "float16" not in line)
+    assert "n_fft 2048, hop 1024" in feature and f"{store_corpus.n_rows} of {store_corpus.n_rows}" in feature
     assert _run(["verify", str(out)], plugin_env).stdout.startswith(f"{out}: ok")
 
     run = tmp_path / "run"

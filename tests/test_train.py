@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from featurestore.build import build_store
 from featurestore.cli import main
 from featurestore.store import open_store
 from trainers.config import load_run
@@ -118,7 +119,8 @@ def trained(trainer_stores, tmp_path_factory):
     return run
 
 
-def test_checkpoint_reloads_to_identical_predictions_and_evaluate_recomputes(trained, trainer_stores, capsys):
+def test_checkpoint_reloads_to_identical_predictions_and_evaluate_recomputes(trained, trainer_stores, dask_cluster,
+                                                                            tmp_path, capsys):
     saved = load_run(trained)
     config = saved["train"]
     data = open_data(trainer_stores.genres, config.input)
@@ -141,9 +143,16 @@ def test_checkpoint_reloads_to_identical_predictions_and_evaluate_recomputes(tra
     assert _metrics(trained / "v")["n_clips"] == len(data.splits["valid"])
     for png in (trained / "v").glob("*.png"):
         _assert_png(png)
-    # a store built with another spec is refused
+    # another store is judged by the run's input arrays: the tags store's log-mel has the run's
+    # settings (its task does not fit); a log-mel with other settings is refused
     assert main(["evaluate", str(trained), "--store", trainer_stores.tags]) == 2
-    assert "another feature spec" in capsys.readouterr().err
+    assert "carry several labels" in capsys.readouterr().err
+    other = tmp_path / "other.zarr"
+    spec = open_store(trainer_stores.tags).spec.replace(features=("logmel",), n_mels=64)
+    build_store(trainer_stores.tags_manifest, trainer_stores.tags_audio, other, spec,
+                scheduler=dask_cluster.scheduler_address, progress=False)
+    assert main(["evaluate", str(trained), "--store", str(other)]) == 2
+    assert "another feature spec for logmel" in capsys.readouterr().err
 
 
 def test_predict_decodes_new_files_like_the_store_did(trained, trainer_stores, capsys):

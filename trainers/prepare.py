@@ -13,7 +13,7 @@ import numpy as np
 
 from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
-from featurestore.store import OK, normalised, open_store
+from featurestore.store import OK, PENDING, normalised, open_store
 from trainers.data import Source, label_matrix, split_indices
 from trainers.inputs import InputConfig
 from trainers.tasks import Task, infer_task
@@ -40,12 +40,14 @@ class Data:
         return Source(self.url, inputs.arrays, np.sort(indices), self.targets, self.spec)
 
 
-def check_complete(store, allow_partial: bool) -> None:
-    if store.build_state == "complete" or allow_partial:
+def check_complete(store, arrays: tuple[str, ...], allow_partial: bool) -> None:
+    """The input arrays must be committed everywhere (a build may be adding other arrays)."""
+    if allow_partial or store.ready(arrays):
         return
+    pending = int((store.status_for(arrays) == PENDING).sum())
     raise UserError(
-        f"store {store.url} is still {store.build_state}: {store.n_pending} of {store.n_clips} clips pending; "
-        "finish it by re-running the same `featurestore build` command, "
+        f"store {store.url} is still {store.build_state}: {pending} of {store.n_clips} clips pending for "
+        f"{', '.join(arrays)}; finish it by re-running the same `featurestore build` command, "
         "or pass --allow-partial to train on its ok clips"
     )
 
@@ -53,14 +55,15 @@ def check_complete(store, allow_partial: bool) -> None:
 def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_partial: bool = False,
               expect_hash: str | None = None) -> Data:
     store = open_store(url)
-    check_complete(store, allow_partial)
     spec = store.spec
-    if expect_hash is not None and spec.hash() != expect_hash:
-        raise UserError(
-            f"store {url} was built with another feature spec (hash {spec.hash()}, the run used {expect_hash}): "
-            "evaluate on a store built with the run's spec"
-        )
     inputs.validate(spec, f"store {url}")
+    check_complete(store, inputs.arrays, allow_partial)
+    arrays_hash = store.inputs_hash(inputs.arrays)
+    if expect_hash is not None and arrays_hash != expect_hash:
+        raise UserError(
+            f"store {url} was built with another feature spec for {', '.join(inputs.arrays)} (hash {arrays_hash}, "
+            f"the run used {expect_hash}): evaluate on a store built with the run's spec"
+        )
     manifest = store.manifest
     labels = tuple(store.labels)
     counts = manifest["labels"].map(len).to_numpy()
@@ -75,11 +78,11 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
     labelled = counts >= 1 if task_name == "multiclass" else np.ones(len(counts), bool)
     if not labelled.all():
         notes.append(f"{int((~labelled).sum())} clips without a label are left out (a multiclass target needs one)")
-    usable = labelled & (store.status == OK)
+    usable = labelled & (store.status_for(inputs.arrays) == OK)
     splits = {s: split_indices(manifest, usable, (s,)) for s in SPLITS}
     stats = _stats(store, inputs, splits["train"], notes)
     return Data(
-        url=url, spec=spec, spec_hash=spec.hash(), labels=labels, task=Task(task_name, labels),
+        url=url, spec=spec, spec_hash=arrays_hash, labels=labels, task=Task(task_name, labels),
         targets=label_matrix(manifest["labels"], list(labels)), splits=splits,
         groups=manifest["group"].astype(str).to_numpy(), chunk_clips=store.chunk_clips,
         shard_clips=store.shard_clips, stats=stats, notes=notes,
@@ -89,7 +92,7 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
 def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> dict:
     """The store's statistics; for an unfinished store (--allow-partial), the same sums over its ok train clips."""
     wanted = {a: axis for a, axis in normalised(store.spec).items() if a in inputs.arrays}
-    if store.build_state == "complete":
+    if store.ready(inputs.arrays):
         return {a: store.stats(a) for a in wanted}
     from featurestore.stats import combine, partial_sums
 
