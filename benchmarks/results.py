@@ -111,7 +111,7 @@ def render(sections: list[Section]) -> str:
             "",
         ]
     out += [
-        "Regenerate everything with `python -m benchmarks all` (about 15 minutes on 2 quiet cores), or one",
+        "Regenerate everything with `python -m benchmarks all` (about 25 minutes on 2 quiet cores), or one",
         "section with `python -m benchmarks footprint|build|loader|scaling|recovery|growth|gpu`. Every speed figure below",
         "was measured with the project and its baseline **alternating in the same run** (A B A B …,",
         "medians reported), so ratios stay meaningful on a noisy machine. Input audio is generated",

@@ -207,8 +207,9 @@ def build_store(
 
 
 def _libraries(spec: FeatureSpec) -> tuple[str, ...]:
-    return environment.FEATURE_LIBRARIES + (
-        environment.HANDCRAFTED_LIBRARIES if "handcrafted" in spec.features else ())
+    """What the build's processes must import: the feature libraries, and what each feature requires."""
+    extra = [m for name in spec.features for m in spec.feature(name).requires]
+    return tuple(dict.fromkeys([*environment.FEATURE_LIBRARIES, *extra]))
 
 
 def _decoded_rows(job: ShardJob) -> range:

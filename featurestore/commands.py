@@ -237,6 +237,9 @@ def run_doctor(args: argparse.Namespace) -> int:
     print(f"{'python':14s} {platform.python_version()}")
     for name, version in environment.versions().items():
         print(f"{name:14s} {version}")
-    environment.require(environment.FEATURE_LIBRARIES + environment.HANDCRAFTED_LIBRARIES)
+    from featurestore.features import available
+
+    required = [m for kind in available().values() for m in kind.requires]
+    environment.require(tuple(dict.fromkeys([*environment.FEATURE_LIBRARIES, *required])))
     print("ok: the feature libraries import and compute")
     return 0

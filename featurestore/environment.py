@@ -12,9 +12,9 @@ import importlib
 import importlib.metadata
 import sys
 
-# What decoding, feature maths and the store import, in the order their failures are reported.
+# What decoding, feature maths and the store import, in the order their failures are reported
+# (each feature kind adds what it `requires`, e.g. librosa for the handcrafted descriptors).
 FEATURE_LIBRARIES = ("numpy", "torch", "torchaudio", "soundfile", "soxr", "zarr", "numcodecs")
-HANDCRAFTED_LIBRARIES = ("librosa",)
 # What `featurestore doctor` and CI print: the set the constraints file pins.
 REPORTED = ("featurestore", "torch", "torchaudio", "numpy", "zarr", "numcodecs", "dask", "distributed", "librosa",
             "numba", "soundfile", "soxr", "pyarrow", "pandas", "scikit-learn")

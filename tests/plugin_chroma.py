@@ -18,6 +18,7 @@ class Chroma(Feature):
     dims = ("pitch_class", "frame")
     settings = ("n_fft", "hop")
     stats_dim = "pitch_class"
+    requires = ("librosa",)
 
     def clip_shape(self) -> tuple[int, ...]:
         return (12, self.spec.n_frames)

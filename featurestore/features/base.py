@@ -33,6 +33,7 @@ class Feature:
     stats_dim: ClassVar[str | None] = None  # normalisation statistics keep this dimension
     layout: ClassVar[str] = "spectrogram"
     units: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()  # modules it imports: checked on every worker before a build
 
     def __init__(self, spec: FeatureSpec):
         self.spec = spec

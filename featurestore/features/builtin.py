@@ -125,6 +125,7 @@ class Handcrafted(Feature):
     settings = ("segment_seconds",)
     stats_dim = "descriptor"
     layout = "segments"
+    requires = ("librosa",)
 
     def clip_shape(self) -> tuple[int, ...]:
         return (self.spec.n_segments, len(self.coordinates()["descriptor"]))
