@@ -48,7 +48,8 @@ class FeatureSpec:
         unknown = [f for f in self.features if f not in kinds]
         if unknown or not self.features:
             raise UserError(
-                f"unknown feature(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(kinds)}"
+                f"unknown feature(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(kinds)} "
+                "(a plug-in's feature needs its package installed where this runs)"
             )
         if len(set(self.features)) != len(self.features):
             raise UserError(f"feature list {','.join(self.features)} names a feature twice")

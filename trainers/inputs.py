@@ -52,10 +52,6 @@ class InputConfig:
             raise UserError(f"unknown input kind {self.kind!r}: choose from {', '.join(known)}")
         return known[self.kind]
 
-    def layout(self, spec: FeatureSpec) -> str:
-        """How a model sees a one-feature input ("spectrogram", "waveform", "segments"), or the pair's name."""
-        return spec.feature(self.kind).layout if self.kind not in PAIRS else self.kind
-
     @property
     def explode_segments(self) -> bool:
         from featurestore.features import feature_class

@@ -32,7 +32,6 @@ class Feature:
     settings: ClassVar[tuple[str, ...]] = ()  # FeatureSpec fields the values depend on, besides decoding
     stats_dim: ClassVar[str | None] = None  # normalisation statistics keep this dimension
     layout: ClassVar[str] = "spectrogram"
-    units: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()  # modules it imports: checked on every worker before a build
 
     def __init__(self, spec: FeatureSpec):

@@ -52,7 +52,6 @@ class LogMel(Feature):
     dims = ("mel", "frame")
     settings = MEL_SETTINGS
     stats_dim = "mel"
-    units = "dB"
 
     def clip_shape(self) -> tuple[int, ...]:
         return (self.spec.n_mels, self.spec.n_frames)
