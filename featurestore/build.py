@@ -261,14 +261,17 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
     try:
         group = zarr.open_group(st.zarr_store(job.url, read_only=False), mode="r+")
         # rows already stored: their status decides what to decode; kept features are carried over
-        known = st.read_shard(group, job.layout, job.index, ["status", "length"])
+        known = st.read_shard(group, job.layout, job.index, ["status", "length"]) if job.keep else {}
         for name in job.kept:
             data[name][: job.keep] = st.node(group, name)[start : start + job.keep]
     except OSError as exc:
         return {"shard": job.index, "storage_error": describe_os_error(exc)}
-    if job.clips:
-        data["status"][: job.keep], data["length"][: job.keep] = known["status"][: job.keep], known["length"][: job.keep]
-    status = data["status"] if job.clips else known["status"]
+    if not job.clips:
+        status = known["status"]
+    else:
+        status = data["status"]
+        if job.keep:
+            status[: job.keep], data["length"][: job.keep] = known["status"][: job.keep], known["length"][: job.keep]
     extractor = _extractor(spec.replace(features=job.write)) if job.write else None
     errors: dict[str, str] = {}
     decoded = 0
@@ -308,15 +311,14 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
     except OSError as exc:  # returned, not raised: the driver stops the build with one clear line
         return {"shard": job.index, "storage_error": describe_os_error(exc)}
     train = np.asarray(job.train, dtype=bool)
-    final = stored["status"] if job.clips else known["status"]
-    sums = stats.partial_sums(stored, (final == st.OK) & train, {n: a for n, a in st.normalised(spec).items()
-                                                                 if n in job.write})
+    sums = stats.partial_sums(stored, (status == st.OK) & train, {n: a for n, a in st.normalised(spec).items()
+                                                                  if n in job.write})
     parts: dict[str, dict[str, Any]] = {}
     if job.clips:
         parts[st.CLIPS] = {"settings_hash": job.hashes[st.CLIPS],
                            "hash": st.content_hash({"status": stored["status"], "length": stored["length"]}),
-                           "ok": int(np.count_nonzero(final == st.OK)),
-                           "failed": int(np.count_nonzero(final == st.FAILED)), "errors": errors}
+                           "ok": int(np.count_nonzero(status == st.OK)),
+                           "failed": int(np.count_nonzero(status == st.FAILED)), "errors": errors}
     for name in job.write:
         parts[name] = {"settings_hash": job.hashes[name], "hash": st.content_hash({name: stored[name]})}
         if name in sums:
