@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 from benchmarks.context import DEFAULT_CACHE, DEFAULT_OUT, Context
@@ -47,9 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import library_versions, machine_info, now
     from benchmarks.results import write_results, write_section
 
-    # Understood, and said once here: the bounded-error codec's numcodecs filter is outside the
-    # Zarr v3 core spec (zarr-python reads it); zarr repeats this for every array it opens.
-    warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 specification")
     failed = []
     with tempfile.TemporaryDirectory(prefix="featurestore-bench-") as work, contextlib.closing(
         Context(quick=args.quick, out=out, cache=args.cache, work=Path(work))

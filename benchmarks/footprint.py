@@ -6,8 +6,8 @@
 2. Every lossless option on real-sounding audio (mtat-seed log-mel, float16): the store's
    `--codec` choices, more zstd levels and Blosc variants, and chunk/shard shapes — bytes per
    clip, write MB/s, sequential and random read MB/s (warm page cache).
-3. The store's bounded-error codec `quantized:STEP` (numcodecs FixedScaleOffset to integers,
-   then Blosc-zstd): max and RMS error against the float32 features next to float16's own,
+3. The store's bounded-error codec `quantized:STEP` (integers round(x / STEP) with CF
+   scale_factor, then Blosc-zstd): max and RMS error against the float32 features next to float16's own,
    bytes per clip and MTAT projected — swept over steps in the same harness, then checked
    end to end in a store written by `build_store`.
 4. What the codec does to a trained model: the same model and seed trained and tested on the
@@ -66,7 +66,7 @@ def store_codec(name: str, array: str = "logmel"):
 def extra_codec(*compressors):
     from featurestore.codecs import ArrayCodec
 
-    return lambda: ArrayCodec("float16", (), tuple(c() for c in compressors))
+    return lambda: ArrayCodec("float16", "float16", tuple(c() for c in compressors))
 
 
 # ---- 1. first principles -------------------------------------------------------------------
@@ -99,7 +99,7 @@ def principles(ctx: Context, paths: list[str]) -> tuple[Table, dict[str, float]]
         npy = stored_bytes(npy_dir) / len(logmel)
         z = ctx.work / f"principle-{k}.zarr"
         lossless = store_codec("blosc-zstd")()
-        encoding = lambda: ArrayCodec(dtype, (), lossless.compressors)  # noqa: E731
+        encoding = lambda: ArrayCodec(dtype, dtype, lossless.compressors)  # noqa: E731
         write_array(z, logmel, Layout("blosc-zstd", encoding, chunk=1, shard=len(logmel)))
         zarr_bytes = stored_bytes(z) / len(logmel)
         gb[label] = npy * MTAT_CLIPS / 1e9

@@ -43,7 +43,7 @@ QUICK = Sizes(clips=32, shard_clips=8, rounds=1)
 
 
 def _committed(store: Path) -> int:
-    return len(list((store / "commits").glob("shard-*.json")))
+    return len(list((store / "commits").glob("shard-*/zarr.json")))
 
 
 def _hashes(store: Path) -> dict[int, str]:

@@ -45,12 +45,12 @@ def write_array(path: Path, data: np.ndarray, layout: Layout):
 
     encoding = layout.encoding()
     arr = zarr.create_array(
-        LocalStore(path), name="x", shape=data.shape, dtype=encoding.dtype,
+        LocalStore(path), name="x", shape=data.shape, dtype=encoding.stored,
         chunks=(layout.chunk, *data.shape[1:]), shards=(layout.shard, *data.shape[1:]),
-        filters=list(encoding.filters), compressors=list(encoding.compressors), overwrite=True,
+        compressors=list(encoding.compressors), attributes=encoding.attributes(), overwrite=True,
     )
     for i in range(0, len(data), layout.shard):
-        arr[i : i + layout.shard] = data[i : i + layout.shard]
+        arr[i : i + layout.shard] = encoding.encode(data[i : i + layout.shard])
     return arr
 
 
@@ -63,8 +63,11 @@ def measure(path: Path, data: np.ndarray, layout: Layout, random_clips: np.ndarr
     t0 = time.perf_counter()
     write_array(path, data, layout)
     t1 = time.perf_counter()
+    from featurestore.codecs import decode
+
     arr = zarr.open_array(LocalStore(path, read_only=True), path="x")
-    back = np.concatenate([arr[i : i + layout.shard] for i in range(0, len(data), layout.shard)])
+    packing = dict(arr.attrs)
+    back = np.concatenate([decode(arr[i : i + layout.shard], packing) for i in range(0, len(data), layout.shard)])
     t2 = time.perf_counter()
     for i in random_clips:
         arr[int(i)]

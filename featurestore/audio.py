@@ -8,8 +8,12 @@ then cut. A ten-minute file costs what its first second costs.
 
 Anything that makes a clip unusable raises `AudioError` with a one-line reason that the store
 records beside the clip; a build never stops for a bad file. Legitimate audio is kept however odd:
-silence, a DC offset, a full-scale square wave, 8-, 16-, 24-bit and float samples, any channel
-count (averaged to mono), any sample rate (resampled). Unusable:
+silence, a DC offset, a full-scale square wave, 8-, 16-, 24-bit and float samples, up to
+`spec.max_channels` channels (averaged to mono), any sample rate from `MIN_INPUT_RATE` to
+`spec.max_input_rate` (resampled). Unusable:
+
+- files with more channels or a higher rate than the spec allows: refused from the header alone,
+  before a sample is read, so that decode memory stays bounded (channels x rate x seconds);
 
 - files that are not there or cannot be read (missing, a directory, a named pipe, a symlink loop
   or a broken symlink, no permission), empty files, and bytes no decoder recognises;
@@ -60,6 +64,7 @@ Source = Union[str, "os.PathLike[str]", IO[bytes]]
 RESAMPLER_CONTEXT_S = 0.02  # soxr 'HQ' edges settle within ~10 ms; measured, doubled
 MP3_LENGTH_SLACK = 0.05  # fraction of the promised frames an MP3 may fall short (see above)
 MAX_PEAK = 1000.0  # |sample| beyond this (60 dB over full scale) is broken float data, not audio
+MIN_INPUT_RATE = 1000  # Hz; a file sampled slower holds no music (a 1 Hz or 8 Hz header is broken)
 _MP3_FRAME = 1152  # samples in one MPEG-1 Layer III frame
 _MP3_EXTENSIONS = (".mp3", ".mp2", ".mpga", ".mpeg")
 _SKIP_BLOCK = 1 << 16
@@ -270,6 +275,9 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
     rate, frames = sound.samplerate, sound.frames
     if sound.channels < 1:
         raise AudioError("no audio channels")
+    if rate < MIN_INPUT_RATE:
+        raise AudioError(f"sample rate {rate} Hz is below {MIN_INPUT_RATE} Hz: no music can be sampled that slowly "
+                         "(a broken header?)")
     # libsndfile counts the frames a WAV holds; its header may promise more (a cut download)
     promised_total = max(frames, header_frames or 0)
     if promised_total <= 0:
@@ -290,6 +298,10 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
         first = max(0, (out_start * rate // target - context) // step * step)
         drop = out_start - first // step * (target // g)
         count = -(-(out_start + n) * rate // target) + context - first
+    if sound.channels > spec.max_channels or rate > spec.max_input_rate:
+        raise AudioError(f"refused: {sound.channels} channels at {rate} Hz would take "
+                         f"{sound.channels * count * 4 / 1e9:.2f} GB to decode (limits {spec.max_channels} channels, "
+                         f"{spec.max_input_rate} Hz: --max-channels, --max-input-rate)")
     if first >= frames:  # only where the header promises more than the file holds
         raise _truncated(promised_total, frames, rate)
 

@@ -23,7 +23,8 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -33,6 +34,7 @@ from featurestore import store as st
 from featurestore.errors import UserError
 from featurestore.files import final_name
 from featurestore.spec import DECODING, FeatureSpec
+from featurestore.watch import CrashLog, SchedulerTimeout, WatchConfig, Watcher
 
 VERSIONED = ("featurestore", "zarr", "numcodecs", "numpy", "torch", "torchaudio", "librosa", "soundfile", "soxr",
              "dask", "distributed")
@@ -116,6 +118,8 @@ class ShardJob:
     keep: int
     kept: tuple[str, ...]
     hashes: dict[str, str]  # settings hash of each part (`st.part_hashes`)
+    crashed: Mapping[int, str] = field(default_factory=dict)  # rows that kill a worker: failed, not decoded
+    probed: bool = False  # its clips were tried one by one after its task died with its worker
 
 
 @dataclass(frozen=True)
@@ -150,12 +154,17 @@ def build_store(
     overwrite: bool = False,
     progress: bool = True,
     worker_env: Mapping[str, str | None] | None = None,
+    scheduler_timeout: float | None = None,
+    moved_audio: bool = False,
 ) -> BuildReport:
     """Build (or resume building) the store at `out` from a manifest and its audio.
 
     `scheduler` is the address of a running Dask scheduler; without it a LocalCluster of
     `workers` processes (default: one per core) runs the build. `worker_env` overrides the
     environment those processes start with (`BUILD_WORKER_ENV`; None unsets a variable).
+    A scheduler that does not answer for `scheduler_timeout` seconds (default 60) stops the
+    build. The store records its audio root; resuming or growing it from another one is refused
+    unless `moved_audio` says the same files moved there.
     """
     import manifests
 
@@ -166,6 +175,10 @@ def build_store(
         raise UserError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1 (got {workers})")
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
+    if scheduler_timeout is not None and not scheduler_timeout > 0:
+        raise UserError(f"--scheduler-timeout must be positive seconds (got {scheduler_timeout})")
     codecs.parse(spec.codec)
     manifest = manifests.load(manifest_path)
     if len(manifest.table) == 0:
@@ -183,16 +196,19 @@ def build_store(
                 records.update(st.read_commits(url))
             jobs = _jobs(url, audio_root, plan, manifest.table, records)
             skipped = layout.n_shards - len(jobs)
-            if jobs:
+            if jobs:  # a build that decodes nothing (new labels, say) needs no audio
+                _check_same_audio(url, plan.old, audio_root, moved_audio)
                 check_audio_root(audio_root, [manifest.table["path"].iat[i] for j in jobs for i in _decoded_rows(j)]
                                  or manifest.table["path"].tolist())
             cluster = dask_client(workers, scheduler, worker_env, progress) if jobs else contextlib.nullcontext()
             with cluster as client:
                 if client is not None:
                     check_workers(client, _libraries(spec))  # before the store is touched
-                group = _apply(url, plan, manifest, os.fspath(manifest_path))
+                recorded_root = audio_root if jobs or plan.old is None else plan.old.get("audio_root", audio_root)
+                group = _apply(url, plan, manifest, os.fspath(manifest_path), recorded_root)
                 if jobs:
-                    failures, decoded = _run(client, url, jobs, records, layout, skipped, progress)
+                    failures, decoded = _run(client, url, st.read_attrs(group)["store_id"], jobs, records, layout,
+                                             skipped, progress, WatchConfig.from_env(scheduler_timeout))
             ok, failed, pending, reasons = _finish(url, group, plan, manifest, os.fspath(manifest_path), records)
     except (OSError, StorageError) as exc:
         why = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
@@ -204,6 +220,30 @@ def build_store(
     return BuildReport(url, ok, failed, pending, tuple(reasons[:5]), time.perf_counter() - started,
                        layout.n_shards, len(jobs) - len(failures), skipped, shard_failures, decoded,
                        plan.changes())
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse what is not a Dask scheduler address before anything starts."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        protocol, location = parse_address(address, strict=True)
+        if protocol not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
+            raise ValueError(f"protocol {protocol}:// is not a Dask transport")
+        if protocol != "inproc":  # a thread of this process (tests, notebooks): no port
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--scheduler {address!r} is not a Dask scheduler address ({exc}): give one like "
+                        "tcp://host:8786") from None
+
+
+def _check_same_audio(url: str, old: dict[str, Any] | None, audio_root: str, moved: bool) -> None:
+    before = (old or {}).get("audio_root")
+    if before is not None and before != audio_root and not moved:
+        raise UserError(f"{url} was built from the audio under {before}, this build gives --audio-root {audio_root}: "
+                        "clips of one store come from one place; pass the same --audio-root, or add --moved-audio if "
+                        "the same files now live there")
 
 
 def _libraries(spec: FeatureSpec) -> tuple[str, ...]:
@@ -229,8 +269,31 @@ def _extractor(spec: FeatureSpec) -> Any:
         from featurestore.extract import FeatureExtractor
 
         _single_threaded()
-        _EXTRACTORS[key] = FeatureExtractor(spec)
+        extractor = FeatureExtractor(spec)
+        if any("librosa" in spec.feature(name).requires for name in spec.features):
+            _compile_once(extractor, spec)
+        _EXTRACTORS[key] = extractor
     return _EXTRACTORS[key]
+
+
+def _compile_once(extractor: Any, spec: FeatureSpec) -> None:
+    """librosa compiles with numba on first use and caches the machine code in NUMBA_CACHE_DIR.
+    Two processes compiling into one cache at the same time corrupted it (every later use
+    segfaulted), so the first clip's compilation runs under an exclusive lock on the cache: the
+    first worker compiles and writes, the others then load what it wrote."""
+    import fcntl
+
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    if not cache:
+        return
+    os.makedirs(cache, exist_ok=True)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, spec.n_samples).astype(np.float32)
+    with open(os.path.join(cache, ".featurestore-compile.lock"), "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        try:
+            extractor(noise)
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)
 
 
 def _single_threaded() -> None:
@@ -263,7 +326,7 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         # rows already stored: their status decides what to decode; kept features are carried over
         known = st.read_shard(group, job.layout, job.index, ["status", "length"]) if job.keep else {}
         for name in job.kept:
-            data[name][: job.keep] = st.node(group, name)[start : start + job.keep]
+            data[name][: job.keep] = st.FeatureArray(st.node(group, name))[start : start + job.keep]
     except OSError as exc:
         return {"shard": job.index, "storage_error": describe_os_error(exc)}
     if not job.clips:
@@ -281,6 +344,8 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         if old and (status[i] != st.OK or not todo):
             continue
         try:
+            if i in job.crashed:
+                raise AudioError(job.crashed[i])
             decoded += 1
             clip = decode(resolve(job.audio_root, path), spec)  # refuses paths leaving the root
             features = extractor(clip.samples) if extractor is not None else {}
@@ -301,14 +366,18 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         errors[str(i)] = why
         data["status"][i] = st.FAILED
 
+    # What readers will get back (a quantized array's rounded values) is what the hash and the
+    # statistics describe; `featurestore verify` re-hashes every shard from what is on disk.
+    encoded = {name: enc[name].encode(values) for name, values in data.items()}
+    stored = {name: codecs.decode(values, enc[name].attributes()) for name, values in encoded.items()}
     try:
-        for name, values in data.items():
-            st.node(group, name)[start:stop] = values
-        # A lossless codec stores exactly these values; a quantized array is read back, since its
-        # stored values (which the hash and the statistics describe) are the rounded ones.
-        # `featurestore verify` re-hashes every shard from what is on disk.
-        stored = {**data, **st.read_shard(group, job.layout, job.index, [n for n in data if n in codec.steps])}
+        for name, values in encoded.items():
+            target = st.shard_object(job.url, name, job.index, 1 + len(arrays[name].clip_shape))
+            _write_whole_shard(st.node(group, name), start, stop, values, target)
+        sizes = st.written_sizes(job.url, [(n, 1 + len(arrays[n].clip_shape)) for n in encoded], job.index)
     except OSError as exc:  # returned, not raised: the driver stops the build with one clear line
+        if not exc.filename:  # zarr's writes often lose it
+            exc.filename = target
         return {"shard": job.index, "storage_error": describe_os_error(exc)}
     train = np.asarray(job.train, dtype=bool)
     sums = stats.partial_sums(stored, (status == st.OK) & train, {n: a for n, a in st.normalised(spec).items()
@@ -318,13 +387,45 @@ def build_shard(job: ShardJob) -> dict[str, Any]:
         parts[st.CLIPS] = {"settings_hash": job.hashes[st.CLIPS],
                            "hash": st.content_hash({"status": stored["status"], "length": stored["length"]}),
                            "ok": int(np.count_nonzero(status == st.OK)),
-                           "failed": int(np.count_nonzero(status == st.FAILED)), "errors": errors}
+                           "failed": int(np.count_nonzero(status == st.FAILED)), "errors": errors,
+                           "bytes": {n: sizes[n] for n in st.part_arrays(st.CLIPS)}}
     for name in job.write:
-        parts[name] = {"settings_hash": job.hashes[name], "hash": st.content_hash({name: stored[name]})}
+        parts[name] = {"settings_hash": job.hashes[name], "hash": st.content_hash({name: stored[name]}),
+                       "bytes": {name: sizes[name]}}
         if name in sums:
             parts[name] |= {"stats": sums[name], "split_hash": st.split_hash(train)}
     return {"shard": job.index, "start": start, "stop": stop, "parts": parts, "decoded": decoded,
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _write_whole_shard(array: Any, start: int, stop: int, values: np.ndarray, target: str) -> None:
+    """zarr reads an existing shard's index before replacing the shard: when that object is
+    damaged (truncated, flipped bytes), it is removed and the shard written afresh. Otherwise the
+    replacement stays atomic, which readers during a build rely on."""
+    try:
+        array[start:stop] = values
+    except OSError:
+        raise
+    except Exception:  # noqa: BLE001 - a bad checksum or a short index, in whichever codec noticed
+        st.remove_object(target)
+        array[start:stop] = values
+
+
+def probe_clip(job: ShardJob, row: int) -> None:
+    """Decode and extract one clip of a shard, storing nothing. After a shard's task died with
+    its worker on every try, one probe per clip finds the clip(s) that kill a worker, so that only
+    they fail (an ordinary failure is left to the shard's task, which records it)."""
+    from featurestore.audio import decode, resolve
+
+    with contextlib.suppress(Exception):
+        clip = decode(resolve(job.audio_root, job.paths[row]), job.spec)
+        if job.write:
+            _extractor(job.spec.replace(features=job.write))(clip.samples)
+
+
+def _probed_rows(job: ShardJob) -> range:
+    """Rows of a job's shard that its task decodes (offsets in the shard)."""
+    return range(job.keep if job.clips else 0, len(job.paths))
 
 
 def _check(features: dict[str, np.ndarray], enc: dict[str, codecs.ArrayCodec]) -> None:
@@ -357,17 +458,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _existing_attrs(url: str) -> dict[str, Any] | None:
-    with contextlib.suppress(UserError):
-        return st.open_store(url).attrs
-    return None
-
-
 def _plan(url: str, spec: FeatureSpec, manifest: Any, manifest_path: str, shard_clips: int | None,
           overwrite: bool) -> Plan:
     """Read-only: what this build does to the store at `url`; refuse what would mix or lose data."""
     n = len(manifest.table)
-    old = None if overwrite else _existing_attrs(url)
+    old = None if overwrite else st.stored_attrs(url)
+    if old is not None and old.get("format_version") != st.FORMAT_VERSION:
+        raise UserError(f"{url} has store format {old.get('format_version')}, this version writes "
+                        f"{st.FORMAT_VERSION}: pass --overwrite to rebuild it, or choose another --out")
     if old is not None and not st.read_commits(url):
         old = None  # nothing committed yet (a build killed early): start it afresh
         overwrite = True
@@ -385,9 +483,6 @@ def _plan(url: str, spec: FeatureSpec, manifest: Any, manifest_path: str, shard_
                             f"got {shard_clips}")
         return Plan(None, spec, st.Layout(n, st.CHUNK_CLIPS, shard_clips or st.default_shard_clips(n, spec)))
 
-    if old.get("format_version") != st.FORMAT_VERSION:
-        raise UserError(f"{url} has store format {old.get('format_version')}, this version writes "
-                        f"{st.FORMAT_VERSION}: pass --overwrite to rebuild it, or choose another --out")
     stored = FeatureSpec.from_dict(old["spec"])
     fixed = {k: (getattr(stored, k), getattr(spec, k)) for k in (*DECODING, "codec")}
     differ = {k: v for k, v in fixed.items() if v[0] != v[1]}
@@ -426,9 +521,7 @@ def _growth(url: str, manifest: Any, n_old: int) -> tuple[int | None, bool]:
     """(the clip count before this build when the manifest appends rows, else None; whether
     stored rows change labels, split or group). Refuses a manifest that drops, reorders or
     repoints any stored clip."""
-    import pandas as pd
-
-    copy = pd.read_parquet(st.join(url, st.MANIFEST_FILE), columns=["clip_id", "path", "labels", "split", "group"])
+    copy = st.open_store(url).manifest
     new = manifest.table
     n = len(new)
     common = min(n, n_old)
@@ -456,20 +549,21 @@ def _jobs(url: str, audio_root: str, plan: Plan, table: Any, records: dict[int, 
     stored rows; committed shards computing only the features they lack."""
     spec, layout = plan.spec, plan.layout
     hashes = st.part_hashes(spec)
+    expected = _expected(url, plan.old, spec)
     rows = st.shard_rows_hashes(table, layout)
     ids, paths = table["clip_id"].astype(str).tolist(), table["path"].astype(str).tolist()
     train = (table["split"] == "train").to_numpy()
     jobs = []
     for i in range(layout.n_shards):
         start, stop = layout.shard_range(i)
-        valid = st.valid_parts(records.get(i), start, stop, rows[i], hashes)
+        valid = st.valid_parts(records.get(i), start, stop, rows[i], expected)
         keep, kept, clips = stop - start, (), False
         if st.CLIPS not in valid:  # new clips, or a grown shard whose first rows are stored
             record = records.get(i) or {}
             old_stop = record.get("stop")
             prefix = (set() if not isinstance(old_stop, int) or not start < old_stop < stop else
                       st.valid_parts(record, start, old_stop, st.rows_hash(ids[start:old_stop], paths[start:old_stop]),
-                                     hashes))
+                                     expected))
             keep = old_stop - start if st.CLIPS in prefix else 0
             kept = tuple(f for f in spec.features if f in prefix) if keep else ()
             clips, valid = True, set()
@@ -480,7 +574,15 @@ def _jobs(url: str, audio_root: str, plan: Plan, table: Any, records: dict[int, 
     return jobs
 
 
-def _apply(url: str, plan: Plan, manifest: Any, manifest_path: str) -> Any:
+def _expected(url: str, attrs: dict[str, Any] | None, spec: FeatureSpec) -> st.Expected:
+    """What the commit records of the store at `url` (attributes `attrs`, None if new) must match."""
+    if attrs is None:
+        return st.Expected(None, st.part_hashes(spec), {})
+    names = [a for part in (st.CLIPS, *spec.features) for a in st.part_arrays(part)]
+    return st.Expected(attrs.get("store_id"), st.part_hashes(spec), st.stored_sizes(url, names))
+
+
+def _apply(url: str, plan: Plan, manifest: Any, manifest_path: str, audio_root: str) -> Any:
     """Create the store, or grow it: new arrays, arrays resized for appended clips, attributes
     describing what the store will hold; the manifest copy of a new store."""
     import zarr
@@ -488,9 +590,10 @@ def _apply(url: str, plan: Plan, manifest: Any, manifest_path: str) -> Any:
     spec, layout = plan.spec, plan.layout
     if plan.old is None:
         st.remove_tree(url)
-        group = st.create(url, _attrs(spec, manifest, layout, {}), spec, layout)
-        _write_manifest(url, manifest, manifest_path, [""] * layout.n_clips)
+        group = st.create(url, _attrs(spec, manifest, layout, {}, audio_root), spec, layout)
+        _write_manifest(group, manifest, manifest_path, [None] * layout.n_clips)
         return group
+    st.unconsolidate(url)
     st.remove_temporaries(url)
     group = zarr.open_group(st.zarr_store(url, read_only=False), mode="r+")
     if plan.grown_from is not None:
@@ -499,17 +602,19 @@ def _apply(url: str, plan: Plan, manifest: Any, manifest_path: str) -> Any:
             if existing is not None and existing.shape[0] != layout.n_clips:
                 existing.resize((layout.n_clips, *array.clip_shape))
     st.create_missing_nodes(group, spec, layout)
-    group.update_attributes({st.ATTRS_KEY: _attrs(spec, manifest, layout, plan.old)})
+    st.write_attrs(group, _attrs(spec, manifest, layout, plan.old, audio_root))
     return group
 
 
-def _attrs(spec: FeatureSpec, manifest: Any, layout: st.Layout, old: dict[str, Any]) -> dict[str, Any]:
+def _attrs(spec: FeatureSpec, manifest: Any, layout: st.Layout, old: dict[str, Any], audio_root: str) -> dict[str, Any]:
     """The store's attributes for this build (state `building` until `_finish`)."""
     arrays = st.clip_arrays(spec)
     previous = old.get("arrays", {})
     return {
         **old,
         "format_version": st.FORMAT_VERSION,
+        "store_id": old.get("store_id") or uuid.uuid4().hex,  # commit records name the store they belong to
+        "audio_root": audio_root,
         "spec": spec.to_dict(),
         "spec_hash": spec.hash(),
         "decoding_hash": st.decoding_hash(spec),
@@ -622,13 +727,14 @@ def local_cluster(workers: int, worker_env: Mapping[str, str | None] | None = No
             os.environ.pop(name, None)
         with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=":0")  # a free port; the dashboard needs bokeh
+                                   dashboard_address="127.0.0.1:0")  # a free port; the dashboard needs bokeh
     finally:
         os.environ.clear()
         os.environ.update(saved)
     # Closing kills workers still busy after a few seconds (a cancelled task finishing a clip); the
     # nanny's warning about it says nothing the user can act on.
-    quiet_close = _DropMessages("Worker process still alive")
+    # ... nor does its "Restarting worker" after a death, which the build reports itself.
+    quiet_close = _DropMessages("Worker process still alive", "Restarting worker")
     logging.getLogger("distributed.nanny").addFilter(quiet_close)
     try:
         with cluster:
@@ -642,57 +748,107 @@ def _announce(client: Any, progress: bool) -> None:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
 
 
-def _run(client: Any, url: str, jobs: list[ShardJob], records: dict[int, dict[str, Any]], layout: st.Layout,
-         skipped: int, progress: bool) -> tuple[dict[int, str], int]:
+def _run(client: Any, url: str, store_id: str, jobs: list[ShardJob], records: dict[int, dict[str, Any]],
+         layout: st.Layout, skipped: int, progress: bool, watch: WatchConfig) -> tuple[dict[int, str], int]:
     """Submit one task per shard; commit each as its result arrives. Return why tasks failed, by
-    shard (one shard's failure, a worker that died on every try, leaves the others to finish),
-    and how many clips the tasks decoded. A
-    storage error is raised at once instead (StorageError), since every other shard would hit it too;
-    losing the cluster becomes a UserError."""
+    shard, and how many clips the tasks decoded. One shard's failure leaves the others to finish;
+    a task that died with its worker on every try is retried clip by clip (`probe_clip`), so that
+    only the clips that kill a worker fail, named. A storage error is raised at once instead
+    (StorageError), since every other shard would hit it too; losing the cluster, or a scheduler
+    that stops answering, becomes a UserError."""
     from concurrent.futures import CancelledError
 
-    from dask.distributed import as_completed
+    from dask.distributed import wait
     from distributed.comm import CommClosedError
+    from distributed.scheduler import KilledWorker
     from tqdm import tqdm
 
-    futures = {client.submit(build_shard, job, pure=False, key=f"build-{st.shard_name(job.index)}-{os.urandom(4).hex()}"):
-               job for job in jobs}
+    def submit(fn: Any, *args: Any, name: str) -> Any:
+        return client.submit(fn, *args, pure=False, key=f"{name}-{os.urandom(4).hex()}")
+
+    pending = {submit(build_shard, job, name=f"build-{st.shard_name(job.index)}"): job for job in jobs}
+    probes: dict[Any, tuple[int, int]] = {}  # future -> (shard, row)
+    isolating: dict[int, tuple[ShardJob, dict[int, str], set[int]]] = {}  # shard -> job, crashed rows, rows left
     failures: dict[int, str] = {}
     clips = failed = decoded = 0
     t0 = time.perf_counter()
-    with tqdm(total=layout.n_shards, initial=skipped, unit="shard", disable=not progress, file=sys.stderr) as bar:
+    watcher = Watcher(client, watch)
+    with CrashLog() as crashes, tqdm(total=layout.n_shards, initial=skipped, unit="shard", disable=not progress,
+                                     file=sys.stderr) as bar:
         try:
-            for future in as_completed(futures):
-                job = futures[future]
-                if future.status == "error":
-                    failures[job.index] = _task_failure(future.exception())
-                    bar.update()
+            while pending or probes:
+                try:
+                    done, _ = wait([*pending, *probes], timeout=watch.every, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    watcher.check(len(pending) + len(probes))
                     continue
-                result = future.result()
-                if "storage_error" in result:
-                    raise StorageError(result["storage_error"])
-                if "clip_error" in result:
-                    failures[job.index] = result["clip_error"]
+                for future in done:
+                    if future in probes:
+                        index, row = probes.pop(future)
+                        job, crashed, left = isolating[index]
+                        if future.status == "error" and isinstance(future.exception(), KilledWorker):
+                            crashed[row] = ("the worker decoding this file died on every try (" + (
+                                crashes.latest() or "see the worker logs") + "): a file that crashes the decoder, "
+                                "or more memory than a worker has")
+                        left.discard(row)
+                        if not left:  # again, the culprits failed unread (none: the deaths had another cause)
+                            del isolating[index]
+                            retry = replace(job, crashed=crashed, probed=True)
+                            pending[submit(build_shard, retry, name=f"build-{st.shard_name(index)}")] = retry
+                        continue
+                    job = pending.pop(future)
+                    if future.status == "error":
+                        exc = future.exception()
+                        if isinstance(exc, KilledWorker) and not job.probed:
+                            rows = _probed_rows(job)
+                            print(f"featurestore build: warning: the task of {st.shard_name(job.index)} died with its "
+                                  f"worker on every try ({crashes.latest() or 'the worker logs say how'}); trying its "
+                                  f"{len(rows)} clip(s) one by one", file=sys.stderr, flush=True)
+                            isolating[job.index] = (job, {}, set(rows))
+                            for row in rows:
+                                probes[submit(probe_clip, job, row, name=f"probe-{st.shard_name(job.index)}-{row}")] = (
+                                    job.index, row)
+                            continue
+                        failures[job.index] = (_crash_text(crashes) if isinstance(exc, KilledWorker)
+                                               else f"{type(exc).__name__}: {exc}")
+                        bar.update()
+                        continue
+                    result = future.result()
+                    if "storage_error" in result:
+                        raise StorageError(result["storage_error"])
+                    if "clip_error" in result:
+                        failures[job.index] = result["clip_error"]
+                        bar.update()
+                        continue
+                    record = _merge(records.get(job.index), result, job, store_id)
+                    st.write_commit(url, record)
+                    records[job.index] = record
+                    watcher.finished(result["seconds"])
+                    decoded += result["decoded"]
+                    clips += result["stop"] - result["start"]
+                    failed += record["parts"][st.CLIPS]["failed"]
+                    bar.set_postfix(clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}", failed=failed)
                     bar.update()
-                    continue
-                record = _merge(records.get(job.index), result, job)
-                st.write_commit(url, record)
-                records[job.index] = record
-                decoded += result["decoded"]
-                clips += result["stop"] - result["start"]
-                failed += record["parts"][st.CLIPS]["failed"]
-                bar.set_postfix(clips_per_s=f"{clips / (time.perf_counter() - t0):.1f}", failed=failed)
-                bar.update()
+        except SchedulerTimeout:
+            raise UserError(f"the Dask scheduler at {client.scheduler.address} has not answered for "
+                            f"{watch.scheduler_timeout:g} s (stopped, overloaded or unreachable); the build stopped and "
+                            f"its {len(records)} committed shard(s) stay intact: check the cluster, then re-run the "
+                            "same command to resume (--scheduler-timeout sets the wait)") from None
         except (CancelledError, CommClosedError):
             raise UserError(f"lost the Dask cluster ({client.scheduler.address}) during the build; its "
                             f"{len(records)} committed shard(s) stay intact: re-run the same command to resume") from None
         except BaseException:
-            client.cancel(list(futures))
+            client.cancel([*pending, *probes])
             raise
     return failures, decoded
 
 
-def _merge(old: dict[str, Any] | None, result: dict[str, Any], job: ShardJob) -> dict[str, Any]:
+def _crash_text(crashes: CrashLog) -> str:
+    return ("the task died with the worker running it on every try: "
+            + (crashes.latest() or "the worker logs say why (a crash, or more memory than a worker has)"))
+
+
+def _merge(old: dict[str, Any] | None, result: dict[str, Any], job: ShardJob, store_id: str) -> dict[str, Any]:
     """The shard's new commit record: the task's parts over the old record's still-valid ones
     (a grown shard keeps the failure reasons of its stored rows)."""
     start, stop = result["start"], result["stop"]
@@ -703,20 +859,11 @@ def _merge(old: dict[str, Any] | None, result: dict[str, Any], job: ShardJob) ->
         kept = {k: v for k, v in old["parts"][st.CLIPS].get("errors", {}).items() if int(k) < job.keep}
         parts[st.CLIPS] = {**parts[st.CLIPS], "errors": {**kept, **parts[st.CLIPS]["errors"]}}
     clips = parts[st.CLIPS]
-    return {"shard": job.index, "start": start, "stop": stop,
+    return {"shard": job.index, "store_id": store_id, "start": start, "stop": stop,
             "rows_hash": st.rows_hash(job.clip_ids, job.paths), "parts": parts, "hash": st.record_hash(parts),
             "ok": clips["ok"], "failed": clips["failed"], "seconds": result["seconds"]}
 
 
-
-
-def _task_failure(exc: BaseException) -> str:
-    from distributed.scheduler import KilledWorker
-
-    if isinstance(exc, KilledWorker):
-        return ("the task died with the worker running it on every try (a file that crashes the decoder, "
-                "or too little memory per worker): see the worker logs")
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _finish(url: str, group: Any, plan: Plan, manifest: Any, manifest_path: str,
@@ -726,14 +873,15 @@ def _finish(url: str, group: Any, plan: Plan, manifest: Any, manifest_path: str,
     were computed (new labels or splits) are computed again from the stored features."""
     spec, layout, table = plan.spec, plan.layout, manifest.table
     hashes = st.part_hashes(spec)
+    expected = _expected(url, st.read_attrs(group), spec)
     rows = st.shard_rows_hashes(table, layout)
     train = (table["split"] == "train").to_numpy()
-    errors = [""] * layout.n_clips
+    errors: list[str | None] = [None] * layout.n_clips
     ok = failed = 0
     complete = True
     for i in range(layout.n_shards):
         start, stop = layout.shard_range(i)
-        valid = st.valid_parts(records.get(i), start, stop, rows[i], hashes)
+        valid = st.valid_parts(records.get(i), start, stop, rows[i], expected)
         complete &= valid >= set(hashes)
         if st.CLIPS in valid:
             clips = records[i]["parts"][st.CLIPS]
@@ -742,7 +890,7 @@ def _finish(url: str, group: Any, plan: Plan, manifest: Any, manifest_path: str,
                 errors[start + int(offset)] = reason
     pending = layout.n_clips - ok - failed
     reasons = [f"{table['clip_id'].iat[i]} ({table['path'].iat[i]}): {e}" for i, e in enumerate(errors) if e]
-    _write_manifest(url, manifest, manifest_path, errors)
+    _write_manifest(group, manifest, manifest_path, errors)
     if not complete:
         return ok, failed, pending, reasons
     axes = st.normalised(spec)
@@ -758,21 +906,16 @@ def _finish(url: str, group: Any, plan: Plan, manifest: Any, manifest_path: str,
             st.write_commit(url, record)
     combined = stats.combine({f: records[i]["parts"][f]["stats"] for f in axes} for i in range(layout.n_shards))
     st.write_stats(group, spec, {f: (mean, std) for f, (mean, std, _) in combined.items()})
-    attrs = dict(group.attrs[st.ATTRS_KEY])
+    attrs = st.read_attrs(group)
     attrs.update(build_state="complete", stats_values={f: n for f, (_, _, n) in combined.items()})
-    group.update_attributes({st.ATTRS_KEY: attrs})
+    st.write_attrs(group, attrs)
+    st.consolidate(url)
     return ok, failed, pending, reasons
 
 
-def _write_manifest(url: str, manifest: Any, source: str, errors: list[str]) -> None:
+def _write_manifest(group: Any, manifest: Any, source: str, errors: list[str | None]) -> None:
     """The manifest rows in store order plus `error`, keeping the source file's metadata."""
-    import pyarrow as pa
-
-    table = pa.Table.from_pandas(manifest.table.assign(error=errors), preserve_index=False)
-    labels = table.schema.get_field_index("labels")  # list<null> if every list were empty
-    table = table.set_column(labels, "labels", table.column(labels).cast(pa.list_(pa.string())))
-    table = table.replace_schema_metadata({**_source_metadata(source), **(table.schema.metadata or {})})
-    st.write_parquet(st.join(url, st.MANIFEST_FILE), table)
+    st.write_manifest_copy(group, st.manifest_arrow(manifest, errors, _source_metadata(source)))
 
 
 def _source_metadata(path: str) -> dict[bytes, bytes]:

@@ -9,18 +9,25 @@ measured on mtat-seed log-mel (80 x 313, float16) of 20-s clips from `featuresto
 - `blosc-zstd-bitshuffle`: as the default with bit shuffle, lossless, ~1.2x.
 - `none`: raw bytes, 1x (for footprint baselines).
 - `quantized:STEP[:MFCC_STEP]`: bounded error. Log-mel (and MFCC when MFCC_STEP is given) is
-  stored as integers `round(x / STEP)` (numcodecs FixedScaleOffset) under the default
-  compressor, so the absolute error is at most STEP/2 everywhere. STEP = 1/16 dB gives 1/32 dB,
-  float16's own worst rounding error over -100..+40 dB, at ~1.7x instead of ~1.3x. Quantized
-  arrays read back as float32 (a multiple of STEP is not always a float16 number).
+  stored as integers `round(x / STEP)` under the default compressor, so the absolute error is at
+  most STEP/2 everywhere. STEP = 1/16 dB gives 1/32 dB, float16's own worst rounding error over
+  -100..+40 dB, at ~1.7x instead of ~1.3x. Quantized arrays read back as float32 (a multiple of
+  STEP is not always a float16 number).
+
+Every array uses Zarr v3 core codecs only (bytes, Blosc, zstd), so any Zarr v3 reader decodes
+it. A quantized array is a plain integer array whose CF attributes `scale_factor` (= STEP) and
+`add_offset` (= 0) say how to turn it back into dB, which xarray applies by itself; this
+package's reader (`decode`) does the same. A power-of-two STEP (the default 1/16) makes every
+value exact in float32, so every reader gets the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from featurestore.errors import UserError
 
@@ -35,10 +42,10 @@ QUANTIZABLE = ("logmel", "mfcc")
 
 @dataclass(frozen=True)
 class ArrayCodec:
-    """Encoding of one array: the dtype readers get back, then zarr filters and compressors."""
+    """Encoding of one array: the dtype readers get back, the dtype stored, the compressors."""
 
     dtype: str
-    filters: tuple[Any, ...]
+    stored: str
     compressors: tuple[Any, ...]
     step: float | None = None  # quantization step (absolute error bound = step / 2)
     max_abs: float = math.inf  # largest magnitude the encoding can hold
@@ -46,11 +53,34 @@ class ArrayCodec:
     def describe(self) -> dict[str, Any]:
         return {
             "dtype": self.dtype,
-            "filters": [c.to_dict() for c in self.filters],
+            "stored_dtype": self.stored,
             "compressors": [c.to_dict() for c in self.compressors],
             "step": self.step,
             "max_abs_error": None if self.step is None else self.step / 2,
         }
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """What is stored for `values` (already checked to lie within `max_abs`)."""
+        if self.step is None:
+            return values.astype(self.stored, copy=False)
+        # the rounding numcodecs' FixedScaleOffset did for stores of format 2: same integers
+        return np.rint(np.asarray(values, dtype=np.float32) * np.float32(1 / self.step)).astype(self.stored)
+
+    def attributes(self) -> dict[str, Any]:
+        """CF packing attributes of a quantized array: unpacked = packed * scale_factor + add_offset.
+        `_FillValue` is the one integer the encoding never writes (|value| <= max_abs), so CF readers
+        mask nothing; it is there because CF tools refuse packed floats without one."""
+        if self.step is None:
+            return {}
+        return {"scale_factor": self.step, "add_offset": 0.0, "_FillValue": int(np.iinfo(self.stored).min)}
+
+
+def decode(stored: np.ndarray, attributes: dict[str, Any]) -> np.ndarray:
+    """An array's values from what is stored, by its CF packing attributes (none: as stored)."""
+    scale = attributes.get("scale_factor")
+    if scale is None:
+        return stored
+    return (stored * np.float64(scale) + np.float64(attributes.get("add_offset", 0.0))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -65,18 +95,12 @@ class Codec:
         """Encoding of `array`, whose natural (unquantized) dtype is `dtype`."""
         step = self.steps.get(array)
         if step is None:
-            return ArrayCodec(dtype, (), self._compressors(None))
-        # FixedScaleOffset stores round(x / step) as an integer: int16 when its range leaves
-        # ample headroom for any finite feature value, else int32 (never wrap around silently).
+            return ArrayCodec(dtype, dtype, self._compressors(None))
+        # round(x / step) as an integer: int16 when its range leaves ample headroom for any finite
+        # feature value, else int32 (never wrap around silently).
         itemsize = 2 if 32767 * step >= _MAX_MAGNITUDE[array] else 4
-        with warnings.catch_warnings():
-            # zarr warns that numcodecs filters are outside the v3 core spec; zarr-python reads them.
-            warnings.simplefilter("ignore", UserWarning)
-            from zarr.codecs.numcodecs import FixedScaleOffset
-
-            fso = FixedScaleOffset(offset=0, scale=1 / step, dtype="<f4", astype=f"<i{itemsize}")
         limit = (2 ** (8 * itemsize - 1) - 1) * step
-        return ArrayCodec("float32", (fso,), self._compressors(itemsize), step=step, max_abs=limit)
+        return ArrayCodec("float32", f"int{8 * itemsize}", self._compressors(itemsize), step=step, max_abs=limit)
 
     def _compressors(self, typesize: int | None) -> tuple[Any, ...]:
         """The lossless stage; Blosc must shuffle by the size of the elements it is given."""

@@ -15,6 +15,10 @@ SPEC_OPTIONS = (  # (flag, FeatureSpec field, type, metavar, help)
     ("--sample-rate", "sample_rate", int, "HZ", "sample rate"),
     ("--duration", "duration", float, "S", "seconds kept per clip (truncated or zero-padded)"),
     ("--offset", "offset", float, "S", "seconds skipped at the start of each file"),
+    ("--max-channels", "max_channels", int, "N", "files with more channels fail, unread (bounds decode memory; "
+                                                 "default 16)"),
+    ("--max-input-rate", "max_input_rate", int, "HZ", "files sampled faster fail, unread (bounds decode memory; "
+                                                      "default 384000)"),
     ("--n-fft", "n_fft", int, "N", "FFT size"),
     ("--hop", "hop", int, "N", "hop length in samples"),
     ("--n-mels", "n_mels", int, "N", "mel bands"),
@@ -55,7 +59,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="environment local workers start with (KEY= unsets it). The build fixes glibc's "
                         "MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ (Dask's default trim setting slowed "
                         "tasks up to 3x here)")
+    b.add_argument("--scheduler-timeout", type=float, metavar="S",
+                   help="stop when the Dask scheduler has not answered for S seconds (default 60)")
     b.add_argument("--overwrite", action="store_true", help="replace whatever is at --out")
+    b.add_argument("--moved-audio", action="store_true",
+                   help="resume or grow a store whose audio moved: the same files now live under --audio-root")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
 
@@ -128,6 +136,7 @@ def run_build(args: argparse.Namespace) -> int:
         args.manifest, args.audio_root, args.out, spec,
         workers=args.workers, scheduler=args.scheduler, shard_clips=args.shard_size,
         overwrite=args.overwrite, progress=not args.quiet, worker_env=_worker_env(args.worker_env),
+        scheduler_timeout=args.scheduler_timeout, moved_audio=args.moved_audio,
     )
     print(report.summary())
     return 0 if report.pending == 0 else 1
@@ -154,9 +163,15 @@ def run_info(args: argparse.Namespace) -> int:
     status = store.status
     counts = {name: int((status == value).sum()) for name, value in (("ok", OK), ("failed", FAILED), ("pending", PENDING))}
     print(f"store      {store.url}")
-    print("state      " + ("complete" if store.build_state == "complete" else
-                           f"INCOMPLETE ({store.build_state}): {counts['pending']} clips pending, counts include "
-                           "committed shards only; finish it by re-running its `featurestore build` command"))
+    if store.build_state != "complete":
+        state = (f"INCOMPLETE ({store.build_state}): {counts['pending']} clips pending, counts include committed "
+                 "shards only; finish it by re-running its `featurestore build` command")
+    elif counts["pending"]:
+        state = (f"DAMAGED: marked complete, but {counts['pending']} clips are in shards whose files or commit "
+                 f"records no longer match; see `featurestore verify {args.store}`, re-run its build to rebuild them")
+    else:
+        state = "complete"
+    print("state      " + state)
     print(f"dataset    {store.attrs.get('dataset')}, {store.n_clips} clips: "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"spec       {store.attrs['spec_hash']}: {json.dumps(store.spec.to_dict())}")

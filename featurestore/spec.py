@@ -15,7 +15,8 @@ from typing import Any
 
 from featurestore.errors import UserError
 
-DECODING = ("sample_rate", "duration", "offset")  # the settings every feature of a store shares
+# the settings every feature of a store shares (the limits decide which files fail)
+DECODING = ("sample_rate", "duration", "offset", "max_channels", "max_input_rate")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class FeatureSpec:
     sample_rate: int = 16_000
     duration: float = 20.0
     offset: float = 0.0
+    # Decode memory is channels x rate x seconds, and libsndfile accepts up to 1024 channels at
+    # any rate: a 16-KB sparse WAV declaring 64 channels at 512 kHz would take 5.6 GB for 20 s.
+    # These bound it (16 x 384 kHz x 20 s = 0.5 GB of float32) before a sample is read.
+    max_channels: int = 16
+    max_input_rate: int = 384_000
     n_fft: int = 2048
     hop: int = 1024
     n_mels: int = 80
@@ -63,6 +69,8 @@ class FeatureSpec:
             "crop_samples": self.crop_samples,
             "crops": self.crops,
             "segment_seconds": self.segment_seconds,
+            "max_channels": self.max_channels,
+            "max_input_rate": self.max_input_rate,
         }
         bad = [k for k, v in positive.items() if not v > 0]
         if bad:

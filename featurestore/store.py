@@ -3,9 +3,16 @@
 A store is one Zarr v3 group. Every per-clip array has the clip as its first axis (manifest
 order), chunks of `chunk_clips` clips for random access and shards of `shard_clips` clips as
 the unit of writing: a build task writes whole shards only, because the sharding codec loses
-data when two writers share a shard. Beside the arrays sit `manifest/manifest.parquet` (the
-manifest rows in store order plus `error`) and `commits/shard-NNNNN.json`, one small record per
-shard written atomically by the build driver alone.
+data when two writers share a shard.
+
+Everything in the store is a Zarr node, so that any Zarr v3 reader lists it without tripping
+over foreign files: each shard's commit record is the attributes of a memberless group
+`commits/shard-NNNNN` (one `zarr.json`, written atomically by the build driver alone), and the
+manifest copy (the manifest rows in store order plus `error`) is a Parquet file held as the bytes
+of a 1-D uint8 array `manifest/parquet-HASH`, named by its content: a new copy is written beside
+the old one and the root attributes then point at it, so a reader never sees half a copy. The
+clip, split and labels coordinates mirror that copy for xarray. Only core codecs are used, and
+the root group carries consolidated metadata whenever a build has finished.
 
 A store grows. Each array records the settings that made it and their hash (the shared
 decoding settings plus its feature's own, and its encoding), so features can be added later
@@ -31,17 +38,19 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from featurestore import codecs
 from featurestore.errors import UserError
 from featurestore.files import TEMPORARY_GLOB, ZARR_TEMPORARY_GLOB, atomic_path
 from featurestore.spec import FeatureSpec
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CLIPS = "clips"  # the commit-record part for status and length: the decoding of each clip
 ATTRS_KEY = "featurestore"
 PENDING, OK, FAILED = 0, 1, 2
 MANIFEST_DIR = "manifest"
-MANIFEST_FILE = f"{MANIFEST_DIR}/manifest.parquet"
 COMMITS_DIR = "commits"
+COORDINATES = ("clip", "split", "labels")  # per-clip coordinates, from the manifest copy
+STATUS_FLAGS = {"flag_values": [PENDING, OK, FAILED], "flag_meanings": "pending ok failed"}
 CHUNK_CLIPS = 8
 MAX_SHARD_CLIPS = 512
 MAX_SHARD_BYTES = 64 * 2**20  # of the largest array, before compression
@@ -118,8 +127,6 @@ def _digest(value: Any) -> str:
 
 def array_hash(spec: FeatureSpec, name: str) -> str:
     """What one feature array's values depend on: the shared decoding, its own settings, its encoding."""
-    from featurestore import codecs
-
     feature = spec.feature(name)
     encoding = codecs.parse(spec.codec).for_array(name, feature.dtype).describe()
     return _digest({"settings": spec.array_settings(name), "encoding": encoding})
@@ -155,18 +162,75 @@ def shard_rows_hashes(table: Any, layout: Layout) -> list[str]:
     return [rows_hash(ids[a:b], paths[a:b]) for a, b in map(layout.shard_range, range(layout.n_shards))]
 
 
-def valid_parts(record: dict[str, Any] | None, start: int, stop: int, rows: str, hashes: dict[str, str]) -> set[str]:
-    """The parts of a shard's commit record that still describe rows start..stop-1 as they are now."""
-    if not record or (record.get("start"), record.get("stop")) != (start, stop) or record.get("rows_hash") != rows:
+@dataclass(frozen=True)
+class Expected:
+    """What a commit record must match to count: this very store (not one it replaced, nor a copy
+    of another), the settings of every part, and the shard files as they are on disk."""
+
+    store_id: str | None
+    hashes: dict[str, str]
+    files: dict[int, dict[str, int]]  # shard -> array -> bytes of its shard object (absent: none)
+
+
+def part_arrays(part: str) -> tuple[str, ...]:
+    return ("status", "length") if part == CLIPS else (part,)
+
+
+def valid_parts(record: dict[str, Any] | None, start: int, stop: int, rows: str, expected: Expected) -> set[str]:
+    """The parts of a shard's commit record that still describe rows start..stop-1 as they are
+    now: same store, clips and settings, and every shard object it wrote still there, of the size
+    it wrote (a deleted or truncated file makes its part pending again)."""
+    if (not record or record.get("store_id") != expected.store_id
+            or (record.get("start"), record.get("stop")) != (start, stop) or record.get("rows_hash") != rows):
         return set()
+    files = expected.files.get(record.get("shard"), {})
     valid = set()
     for part, entry in (record.get("parts") or {}).items():
-        if hashes.get(part) != entry.get("settings_hash") or not isinstance(entry.get("hash"), str):
+        if expected.hashes.get(part) != entry.get("settings_hash") or not isinstance(entry.get("hash"), str):
             continue
         if part == CLIPS and entry.get("ok", 0) + entry.get("failed", 0) != stop - start:
             continue
+        written = entry.get("bytes")
+        if not isinstance(written, dict) or any(files.get(a) != written.get(a) for a in part_arrays(part)):
+            continue
         valid.add(part)
     return valid
+
+
+def shard_object(url: str, name: str, index: int, ndim: int) -> str:
+    """The object holding shard `index` of an array (shards span every other dimension whole)."""
+    return join(url, name, "c", str(index), *["0"] * (ndim - 1))
+
+
+def written_sizes(url: str, names: Iterable[tuple[str, int]], index: int) -> dict[str, int | None]:
+    """Bytes of each (array, ndim)'s shard object right after a task wrote it; None where zarr
+    wrote nothing (a shard of fill values only)."""
+    fs, _ = _fs(url)
+    sizes: dict[str, int | None] = {}
+    for name, ndim in names:
+        try:
+            sizes[name] = int(fs.size(_fs(shard_object(url, name, index, ndim))[1]))
+        except FileNotFoundError:
+            sizes[name] = None
+    return sizes
+
+
+def stored_sizes(url: str, names: Iterable[str]) -> dict[int, dict[str, int]]:
+    """Bytes of every shard object of `names` now, by shard: one listing per array."""
+    fs, path = _fs(url)
+    sizes: dict[int, dict[str, int]] = {}
+    for name in names:
+        prefix = f"{path.rstrip('/')}/{name}/c/"
+        fs.invalidate_cache(prefix.rstrip("/"))
+        try:
+            found = fs.find(prefix.rstrip("/"), detail=True)
+        except FileNotFoundError:
+            continue
+        for key, info in found.items():
+            parts = key[len(prefix):].split("/") if key.startswith(prefix) else []
+            if parts and all(p.isdigit() for p in parts):  # not a writer's temporary
+                sizes.setdefault(int(parts[0]), {})[name] = int(info["size"])
+    return sizes
 
 
 # --- locations: a local path or an fsspec URL -------------------------------------------------
@@ -212,7 +276,7 @@ def read_bytes(url: str) -> bytes | None:
     fs, path = _fs(url)
     try:
         return fs.cat_file(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -226,6 +290,15 @@ def list_names(url: str) -> list[str]:
         return []
 
 
+def stored_attrs(url: str) -> dict[str, Any] | None:
+    """This package's attributes of the store at `url`, whatever its format; None if there is none."""
+    try:
+        value = (json.loads(read_bytes(join(url, "zarr.json")) or b"null") or {}).get("attributes", {})[ATTRS_KEY]
+        return json.loads(value) if isinstance(value, str) else dict(value)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def is_store(url: str) -> bool:
     """Whether `url` holds a feature store's root group (whole or half-built): what --overwrite may replace."""
     try:
@@ -233,6 +306,14 @@ def is_store(url: str) -> bool:
     except ValueError:
         return False
     return isinstance(meta, dict) and ATTRS_KEY in (meta.get("attributes") or {})
+
+
+def remove_object(url: str) -> None:
+    fs, path = _fs(url)
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
 
 
 def remove_tree(url: str) -> None:
@@ -253,23 +334,17 @@ def remove_temporaries(url: str) -> None:
                 leftover.unlink(missing_ok=True)
 
 
-def write_parquet(url: str, table: Any) -> None:
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    write_bytes(url, buf.getvalue())
-
-
 # --- commit records ----------------------------------------------------------------------------
 
 
 def commit_url(url: str, index: int) -> str:
-    return join(url, COMMITS_DIR, f"{shard_name(index)}.json")
+    """The `zarr.json` of the memberless group whose attributes are the shard's record."""
+    return join(url, COMMITS_DIR, shard_name(index), "zarr.json")
 
 
 def write_commit(url: str, record: dict[str, Any]) -> None:
-    write_bytes(commit_url(url, record["shard"]), json.dumps(record, sort_keys=True).encode())
+    meta = {"zarr_format": 3, "node_type": "group", "attributes": {ATTRS_KEY: record}}
+    write_bytes(commit_url(url, record["shard"]), json.dumps(meta, sort_keys=True).encode())
 
 
 def record_hash(parts: dict[str, dict[str, Any]]) -> str:
@@ -281,11 +356,11 @@ def read_commits(url: str) -> dict[int, dict[str, Any]]:
     """Every readable commit record by shard index (an unreadable one counts as absent)."""
     records = {}
     for name in list_names(join(url, COMMITS_DIR)):
-        if not (name.startswith("shard-") and name.endswith(".json")):
+        if not name.startswith("shard-"):
             continue
-        data = read_bytes(join(url, COMMITS_DIR, name))
+        data = read_bytes(join(url, COMMITS_DIR, name, "zarr.json"))
         try:
-            record = json.loads(data or b"")
+            record = json.loads(data or b"")["attributes"][ATTRS_KEY]
             records[int(record["shard"])] = record
         except (ValueError, KeyError, TypeError):
             continue
@@ -306,30 +381,63 @@ def content_hash(arrays: dict[str, np.ndarray]) -> str:
 
 
 def read_shard(group: Any, layout: Layout, index: int, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """A shard's values, as readers get them (quantized arrays scaled back)."""
     start, stop = layout.shard_range(index)
-    return {name: node(group, name)[start:stop] for name in names}
+    return {name: FeatureArray(node(group, name))[start:stop] for name in names}
+
+
+class FeatureArray:
+    """A stored array as this package reads it: CF-packed integers turned back into floats by
+    their own attributes (`codecs.decode`), anything else as stored."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self._packing = {k: v for k, v in raw.attrs.items() if k in ("scale_factor", "add_offset")}
+        self.shape: tuple[int, ...] = raw.shape
+        self.dtype = np.dtype("float32") if self._packing else raw.dtype
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        return codecs.decode(self.raw[selection], self._packing)
+
+    def nbytes_stored(self) -> int:
+        return self.raw.nbytes_stored()
 
 
 # --- creating a store ---------------------------------------------------------------------------
+
+
+def root_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The root group's attributes: CF global attributes, and this package's own as one JSON
+    string (netCDF and `xarray.Dataset.to_netcdf` accept no nested attribute values)."""
+    from featurestore import __version__
+
+    return {"Conventions": "CF-1.11", "title": f"featurestore features of {attrs.get('dataset', 'a manifest')}",
+            "source": f"featurestore {__version__}", ATTRS_KEY: json.dumps(attrs)}
+
+
+def write_attrs(group: Any, attrs: dict[str, Any]) -> None:
+    group.update_attributes(root_attributes(attrs))
+
+
+def read_attrs(group: Any) -> dict[str, Any]:
+    value = group.attrs[ATTRS_KEY]
+    return json.loads(value) if isinstance(value, str) else dict(value)
 
 
 def create(url: str, attrs: dict[str, Any], spec: FeatureSpec, layout: Layout) -> Any:
     """A fresh group holding `attrs` (written first), then its arrays."""
     import zarr
 
-    group = zarr.create_group(zarr_store(url, read_only=False), attributes={ATTRS_KEY: attrs}, overwrite=True)
+    group = zarr.create_group(zarr_store(url, read_only=False), attributes=root_attributes(attrs), overwrite=True)
     create_missing_nodes(group, spec, layout)
     return group
 
 
 def create_missing_nodes(group: Any, spec: FeatureSpec, layout: Layout) -> None:
     """Create the nodes a killed build had not created yet (all of them when fresh)."""
-    from featurestore import codecs
-
-    # Memberless groups around the non-Zarr files, so that zarr and xarray list the store
-    # without warning about objects that are not part of the hierarchy.
-    for folder, what in ((COMMITS_DIR, "one JSON commit record per finished shard"),
-                         (MANIFEST_DIR, "manifest.parquet: the manifest rows in store order, with an error column")):
+    for folder, what in ((COMMITS_DIR, "one memberless group per finished shard, its commit record as attributes"),
+                         (MANIFEST_DIR, "parquet-HASH: the manifest rows in store order, with an error column, "
+                                        "as the bytes of a Parquet file (the root attributes name the current one)")):
         if node(group, folder) is None:
             group.create_group(folder, attributes={ATTRS_KEY: what})
 
@@ -338,40 +446,145 @@ def create_missing_nodes(group: Any, spec: FeatureSpec, layout: Layout) -> None:
         if node(group, a.name) is not None:
             continue
         enc = codec.for_array(a.name, a.dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # numcodecs filters are outside the v3 core spec
-            group.create_array(
-                a.name,
-                shape=(layout.n_clips, *a.clip_shape),
-                dtype=enc.dtype,
-                chunks=(layout.chunk_clips, *a.clip_shape),
-                shards=(layout.shard_clips, *a.clip_shape),
-                filters=enc.filters,
-                compressors=enc.compressors,
-                fill_value=0,
-                dimension_names=a.dims,
-            )
+        group.create_array(
+            a.name,
+            shape=(layout.n_clips, *a.clip_shape),
+            dtype=enc.stored,
+            chunks=(layout.chunk_clips, *a.clip_shape),
+            shards=(layout.shard_clips, *a.clip_shape),
+            compressors=enc.compressors,
+            fill_value=0,
+            dimension_names=a.dims,
+            attributes={**_describing(spec, a.name), "coordinates": " ".join(COORDINATES[1:]), **enc.attributes()},
+        )
+    for name, values in _dimension_coordinates(spec).items():
+        if node(group, name) is None:
+            _write_strings(group, name, values, name)
+
+
+def _describing(spec: FeatureSpec, name: str) -> dict[str, Any]:
+    """CF `long_name` and `units` of a per-clip array (and of its statistics)."""
+    if name == "status":
+        return {"long_name": "build status of the clip", **STATUS_FLAGS}
+    if name == "length":
+        return {"long_name": "samples decoded from the file, before padding or truncation to the clip length",
+                "units": "1"}
+    feature = spec.feature(name)
+    return {"long_name": feature.long_name, **({"units": feature.units} if feature.units else {})}
+
+
+def _dimension_coordinates(spec: FeatureSpec) -> dict[str, list[str]]:
+    """Names along the features' dimensions (the handcrafted descriptors), as coordinate arrays."""
+    return {dim: values for name in spec.features for dim, values in spec.feature(name).coordinates().items()}
+
+
+def _write_strings(group: Any, name: str, values: list[str], dim: str, long_name: str | None = None) -> None:
+    """A 1-D UTF-8 string array (a coordinate), replaced whole."""
+    n = len(values)
+    array = group.create_array(name, shape=(n,), dtype=str, chunks=(max(1, min(n, 2**16)),), fill_value="",
+                               dimension_names=(dim,), overwrite=True,
+                               attributes={"long_name": long_name or f"{dim} names"})
+    array[:] = np.asarray(values, dtype=object)
 
 
 def node(group: Any, name: str) -> Any:
-    """`group[name]`, or None. Mutes zarr's warning that the quantized codec's numcodecs
-    filter is outside the v3 core spec (zarr-python reads it all the same)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return group[name]
-        except KeyError:
-            return None
+    """`group[name]`, or None."""
+    try:
+        return group[name]
+    except KeyError:
+        return None
 
 
 def write_stats(group: Any, spec: FeatureSpec, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     for feature, (mean, std) in stats.items():
+        described = _describing(spec, feature)
         for kind, values in (("mean", mean), ("std", std)):
             arr = group.create_array(
                 f"{feature}_{kind}", shape=values.shape, dtype="float32", fill_value=0,
                 dimension_names=(spec.feature(feature).stats_dim,), overwrite=True,
+                attributes={**described, "long_name": f"{kind} of {described['long_name']} over the train split's "
+                                                      "ok clips"},
             )
             arr[:] = values
+
+
+# --- the manifest copy and the coordinates that mirror it ---------------------------------------
+
+
+def manifest_arrow(manifest: Any, errors: list[str | None], source_metadata: dict[bytes, bytes]) -> Any:
+    """The manifest copy: the manifest's own Arrow table (its schema and metadata) plus `error`,
+    null where a clip has no error."""
+    import pyarrow as pa
+    from manifests.io import to_arrow
+
+    table = to_arrow(manifest)
+    table = table.append_column("error", pa.array([e or None for e in errors], type=pa.string()))
+    return table.replace_schema_metadata({**source_metadata, **(table.schema.metadata or {})})
+
+
+def write_manifest_copy(group: Any, table: Any) -> None:
+    """Write the copy beside the current one, point the root attributes at it, then remove the
+    old one: a reader sees either copy whole, never a mixture. The coordinates follow."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+    name = f"{MANIFEST_DIR}/parquet-{hashlib.sha256(data).hexdigest()[:16]}"
+    attrs = read_attrs(group)
+    if attrs.get("manifest_copy") != name:
+        array = group.create_array(name, shape=data.shape, dtype="uint8", chunks=data.shape, compressors=None,
+                                   fill_value=0, dimension_names=("byte",), overwrite=True,
+                                   attributes={"media_type": "application/vnd.apache.parquet"})
+        array[:] = data
+        write_attrs(group, {**attrs, "manifest_copy": name})
+    folder = node(group, MANIFEST_DIR)
+    for stale in [n for n, _ in folder.arrays() if f"{MANIFEST_DIR}/{n}" != name]:
+        del folder[stale]
+    frame = table.select(["clip_id", "split", "labels"]).to_pandas()
+    _write_strings(group, "clip", frame["clip_id"].tolist(), "clip", "clip_id of the manifest")
+    _write_strings(group, "split", frame["split"].tolist(), "clip", "split of the clip")
+    _write_strings(group, "labels", [";".join(labels) for labels in frame["labels"]], "clip",
+                   "labels of the clip, joined by ';'")
+
+
+def read_manifest_copy(url: str, group: Any, attrs: dict[str, Any]) -> Any:
+    """The manifest copy as a `manifests.Manifest`; a UserError when there is none yet."""
+    import pyarrow.parquet as pq
+    from manifests.io import from_arrow
+
+    name = attrs.get("manifest_copy")
+    array = node(group, name) if name else None
+    if array is None:
+        raise UserError(f"{url} has no manifest copy yet (its build stopped as it started): re-run the build")
+    return from_arrow(pq.read_table(io.BytesIO(array[:].tobytes())), f"{url} ({name})")
+
+
+def consolidate(url: str) -> None:
+    """Consolidated metadata in the root `zarr.json`: one read gives a reader every array.
+
+    The commit records are left out (their group stays listed): they are this package's
+    bookkeeping, read from their own `zarr.json` files, and would make up nearly all of the root
+    document (about 10 KB per shard, 20 MB for a million clips) that every reader downloads."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not part of the Zarr format 3 specification" (yet)
+        zarr.consolidate_metadata(zarr_store(url, read_only=False))
+    key = join(url, "zarr.json")
+    meta = json.loads(read_bytes(key) or b"{}")
+    nodes = meta["consolidated_metadata"]["metadata"]
+    meta["consolidated_metadata"]["metadata"] = {k: v for k, v in nodes.items() if not k.startswith(f"{COMMITS_DIR}/")}
+    write_bytes(key, json.dumps(meta).encode())
+
+
+def unconsolidate(url: str) -> None:
+    """Drop the consolidated metadata before a build changes the store, so that no reader trusts
+    a snapshot of nodes that are about to change; `consolidate` writes it again at the end."""
+    key = join(url, "zarr.json")
+    meta = json.loads(read_bytes(key) or b"{}")
+    if meta.pop("consolidated_metadata", None) is not None:
+        write_bytes(key, json.dumps(meta).encode())
 
 
 # --- the reader --------------------------------------------------------------------------------
@@ -383,7 +596,7 @@ class Store:
     def __init__(self, url: str, group: Any):
         self.url = url
         self.group = group
-        self.attrs: dict[str, Any] = dict(group.attrs[ATTRS_KEY])
+        self.attrs: dict[str, Any] = read_attrs(group)
 
     @cached_property
     def spec(self) -> FeatureSpec:
@@ -417,14 +630,14 @@ class Store:
     def clip_arrays(self) -> dict[str, ClipArray]:
         return clip_arrays(self.spec)
 
-    def array(self, name: str) -> Any:
+    def array(self, name: str) -> FeatureArray:
         array = node(self.group, name)
         if array is None:
             raise UserError(
                 f"store {self.url} has no array {name!r} (features: {', '.join(self.spec.features)}): "
                 "rebuild with that feature in --features"
             )
-        return array
+        return FeatureArray(array)
 
     @property
     def status(self) -> np.ndarray:
@@ -446,16 +659,22 @@ class Store:
         return status
 
     def committed(self, arrays: Iterable[str]) -> set[int]:
-        """Shards whose status and `arrays` are committed."""
+        """Shards whose status and `arrays` are committed, their files as written."""
         wanted = {CLIPS, *arrays}
-        hashes = self.part_hashes
         records = self.commits()
         try:
             rows = shard_rows_hashes(self.manifest, self.layout)
         except UserError:  # no manifest copy yet (a build killed as it created the store): nothing is committed
             return set()
+        expected = self.expected(wanted)
         return {i for i in range(self.layout.n_shards)
-                if wanted <= valid_parts(records.get(i), *self.layout.shard_range(i), rows[i], hashes)}
+                if wanted <= valid_parts(records.get(i), *self.layout.shard_range(i), rows[i], expected)}
+
+    def expected(self, parts: Iterable[str] | None = None) -> Expected:
+        """What commit records must match (listing the shard files of `parts`, default all)."""
+        parts = [CLIPS, *self.spec.features] if parts is None else list(parts)
+        names = [a for p in parts for a in part_arrays(p)]
+        return Expected(self.attrs.get("store_id"), self.part_hashes, stored_sizes(self.url, names))
 
     @property
     def part_hashes(self) -> dict[str, str]:
@@ -472,10 +691,11 @@ class Store:
 
     @cached_property
     def manifest(self) -> Any:
-        """The manifest rows in store order, with `error` ("" for ok and pending clips)."""
-        import manifests
-
-        return manifests.load(join(self.url, MANIFEST_FILE)).table
+        """The manifest rows in store order, with `error` (None for ok and pending clips)."""
+        table = read_manifest_copy(self.url, self.group, self.attrs).table
+        error = table["error"]
+        table["error"] = error.astype(object).where(error.notna(), None)  # None, not pandas' NaN, where none
+        return table
 
     def ready(self, arrays: Iterable[str]) -> bool:
         """Whether `arrays` are committed in every shard and their statistics written: what
@@ -508,7 +728,12 @@ def open_store(url: str | os.PathLike[str]) -> Store:
         raise UserError(f"{url}: not a feature store (no Zarr group there): build one with `featurestore build`") from None
     if ATTRS_KEY not in group.attrs:
         raise UserError(f"{url}: a Zarr group, but not a feature store (no {ATTRS_KEY!r} attributes)")
-    return Store(url, group)
+    store = Store(url, group)
+    if store.attrs.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{url} has store format {store.attrs.get('format_version')}, this version reads "
+                        f"{FORMAT_VERSION}: rebuild it with `featurestore build ... --overwrite` (the features are "
+                        "computed again; the manifest is unchanged)")
+    return store
 
 
 # --- inspecting and checking ---------------------------------------------------------------------
@@ -534,11 +759,12 @@ def footprint(store: Store) -> list[Footprint]:
     done = store.n_clips - store.n_pending
     rows = []
     for name in store.clip_arrays:
-        a = store.array(name)
-        stored = a.nbytes_stored()
-        decoded = a.nbytes * done / store.n_clips
-        codec = "+".join(_codec_text(c) for c in (*a.filters, *a.compressors)) or "none"
-        rows.append(Footprint(name, a.shape, str(a.dtype), a.chunks, a.shards, codec, stored,
+        view = store.array(name)
+        a, stored = view.raw, view.nbytes_stored()
+        decoded = math.prod(a.shape) * view.dtype.itemsize * done / store.n_clips
+        step = view.raw.attrs.get("scale_factor")
+        codec = "+".join([*([f"step{step:g}:{a.dtype}"] if step else []), *map(_codec_text, a.compressors)]) or "none"
+        rows.append(Footprint(name, a.shape, str(view.dtype), a.chunks, a.shards, codec, stored,
                               stored / done if done else None, decoded / stored if done else None))
     stored = sum(r.stored for r in rows)
     decoded = sum(r.ratio * r.stored for r in rows if r.ratio)
@@ -554,8 +780,6 @@ def _codec_text(codec: Any) -> str:
         return f"blosc-{cfg['cname']}{cfg['clevel']}-{cfg['shuffle']}"
     if name == "zstd":
         return f"zstd{cfg['level']}"
-    if name == "fixedscaleoffset":
-        return f"step{1 / cfg['scale']:g}:{np.dtype(cfg['astype']).name}"
     return name
 
 
@@ -565,7 +789,7 @@ def verify(store: Store) -> tuple[int, list[str]]:
     finite, statistics present."""
     layout, problems = store.layout, []
     commits = store.commits()
-    hashes = store.part_hashes
+    expected = store.expected()
     rows = shard_rows_hashes(store.manifest, layout)
     for index in range(layout.n_shards):
         start, stop = layout.shard_range(index)
@@ -574,11 +798,11 @@ def verify(store: Store) -> tuple[int, list[str]]:
         if record is None:
             problems.append(f"{where}: not committed")
             continue
-        valid = valid_parts(record, start, stop, rows[index], hashes)
+        valid = valid_parts(record, start, stop, rows[index], expected)
         missing = [p for p in (CLIPS, *store.spec.features) if p not in valid]
         if missing:
-            problems.append(f"{where}: not committed for {', '.join(missing)} (or committed for other clips or "
-                            "settings)")
+            problems.append(f"{where}: not committed for {', '.join(missing)} (committed for another store, other "
+                            "clips or settings, or its shard files were changed or deleted since)")
         try:
             data = read_shard(store.group, layout, index, list(store.clip_arrays))
         except Exception as exc:  # noqa: BLE001 - a damaged shard is a finding, not a crash

@@ -78,6 +78,11 @@ def load(path_or_url: str | Path) -> Manifest:
         raise UserError(f"manifest {source} not found") from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"cannot read manifest {source}: {str(exc).splitlines()[0]}") from None
+    return from_arrow(table, source)
+
+
+def from_arrow(table: pa.Table, source: str) -> Manifest:
+    """A manifest from its Arrow table (as read from `source`, which error messages name)."""
     kv = {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
     if "manifest.dataset" not in kv or "manifest.labels" not in kv:
         raise UserError(f"{source} is a Parquet file without manifest metadata; build it with `featurestore manifest`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ def test_broken_files_fail_with_their_reason_and_never_stop_the_build(built_stor
         assert status[row] == FAILED, kind
         reason = manifest["error"].iat[row]
         assert reason and "\n" not in reason and BROKEN[kind][1] in reason, (kind, reason)
-    assert (manifest["error"] == "").sum() == store_corpus.n_rows - len(BROKEN)
+    assert manifest["error"].isna().sum() == store_corpus.n_rows - len(BROKEN)
     assert all(any(kind in r for kind in BROKEN) for r in report.first_reasons)
 
     failed = status == FAILED
@@ -75,7 +76,7 @@ def test_store_reads_back_with_plain_zarr_and_xarray(built_store):
 
     url = built_store[0]
     group = zarr.open_group(str(url), mode="r")
-    attrs = group.attrs["featurestore"]
+    attrs = json.loads(group.attrs["featurestore"])  # one JSON string: netCDF takes no nested attributes
     assert attrs["spec_hash"] == SPEC.hash() and attrs["build_state"] == "complete"
     assert attrs["labels"] == ["blues", "classical", "country", "disco", "hiphop", "jazz"]
     assert group["logmel"].metadata.dimension_names == ("clip", "mel", "frame")
@@ -115,7 +116,7 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_build(store_c
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while not list((killed / "commits").glob("shard-*.json")):
+        while not list((killed / "commits").glob("shard-*/zarr.json")):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no shard was committed in time"
             time.sleep(0.005)
@@ -221,7 +222,7 @@ def test_audio_and_store_behind_fsspec_urls(built_store, store_corpus):
         store, local = open_store("memory://store.zarr"), open_store(built_store[0])
         for name in clip_arrays(SPEC):
             np.testing.assert_array_equal(store.array(name)[:], local.array(name)[:])
-        assert list(store.manifest["error"] != "") == list(local.manifest["error"] != "")
+        assert list(store.manifest["error"].notna()) == list(local.manifest["error"].notna())
     finally:
         fs.rm("/audio", recursive=True)
         fs.rm("/store.zarr", recursive=True)
@@ -262,7 +263,7 @@ def test_a_shard_without_its_commit_record_reads_as_pending_and_is_rebuilt(built
     store = open_store(copy)
     start, stop = store.layout.shard_range(1)
     assert (store.array("status")[start:stop] != PENDING).all()
-    (copy / "commits" / "shard-00001.json").unlink()
+    shutil.rmtree(copy / "commits" / "shard-00001")
 
     status = open_store(copy).status
     assert (status[start:stop] == PENDING).all() and open_store(copy).n_pending == stop - start

@@ -73,7 +73,7 @@ def test_verify_passes_a_good_store_and_names_a_corrupted_shard(built_store, tmp
 def test_verify_reports_an_unfinished_build(built_store, tmp_path, capsys):
     store = tmp_path / "unfinished.zarr"
     shutil.copytree(built_store[0], store)
-    (store / "commits" / "shard-00001.json").unlink()
+    shutil.rmtree(store / "commits" / "shard-00001")
     assert main(["verify", str(store)]) == 1
     assert "shard-00001 (clips 8-15): not committed" in capsys.readouterr().out
 

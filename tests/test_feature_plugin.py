@@ -56,7 +56,8 @@ def test_a_plugin_feature_builds_is_normalised_verified_and_trained_on(plugin_en
     assert chroma.shape == (store_corpus.n_rows, 12, store.spec.n_frames) and chroma.dtype == np.float16
     assert group["chroma"].metadata.dimension_names == ("clip", "pitch_class", "frame")
     assert store.attrs["arrays"]["chroma"]["settings"] == {"feature": "chroma", "sample_rate": 16_000,
-                                                           "duration": 1.0, "offset": 0.0, "n_fft": 2048, "hop": 1024}
+                                                           "duration": 1.0, "offset": 0.0, "max_channels": 16,
+                                                           "max_input_rate": 384_000, "n_fft": 2048, "hop": 1024}
 
     # the stored values are the plug-in's own computation on the decoded clip
     from featurestore.audio import decode

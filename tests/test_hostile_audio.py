@@ -228,7 +228,7 @@ def test_each_kind_gets_its_status_and_an_understandable_reason(builds):
     problems = []
     for kind, (_, want, words) in HOSTILE.items():
         i = rows[kind]
-        reason = manifest["error"].iat[i]
+        reason = manifest["error"].iat[i] or ""
         if status[i] != want or words not in reason or (want == OK) != (reason == ""):
             problems.append(f"{kind}: status {status[i]}, reason {reason!r}")
         assert "\n" not in reason and "Traceback" not in reason and "Error:" not in reason

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import warnings
 
+import numcodecs
 import numpy as np
 import pytest
 import zarr
@@ -48,10 +47,10 @@ def test_lossless_codecs_round_trip_float16_exactly(tmp_path, name):
     rng = np.random.default_rng(0)
     x = rng.uniform(-100, 40, size=(16, 8, 32)).astype(np.float16)
     enc = codecs.parse(name).for_array("logmel", "float16")
-    a = zarr.create_array(tmp_path / name, shape=x.shape, dtype=enc.dtype, chunks=(4, 8, 32), shards=(8, 8, 32),
-                          filters=enc.filters, compressors=enc.compressors, fill_value=0)
-    a[:] = x
-    assert a[:].tobytes() == x.tobytes()
+    a = zarr.create_array(tmp_path / name, shape=x.shape, dtype=enc.stored, chunks=(4, 8, 32), shards=(8, 8, 32),
+                          compressors=enc.compressors, fill_value=0)
+    a[:] = enc.encode(x)
+    assert enc.attributes() == {} and a[:].tobytes() == x.tobytes()
 
 
 def test_quantized_codec_error_is_at_most_float16_rounding_over_minus_100_to_40_db(tmp_path):
@@ -60,18 +59,24 @@ def test_quantized_codec_error_is_at_most_float16_rounding_over_minus_100_to_40_
     x = np.concatenate([np.linspace(-100, 40, 2**16 - 1024), half_steps]).astype(np.float32).reshape(16, 64, 64)
     codec = codecs.parse("quantized:0.0625")
     enc = codec.for_array("logmel", "float16")
-    assert enc.dtype == "float32" and enc.step == 0.0625
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        a = zarr.create_array(tmp_path / "q", shape=x.shape, dtype=enc.dtype, chunks=(4, *x.shape[1:]),
-                              shards=(8, *x.shape[1:]), filters=enc.filters, compressors=enc.compressors, fill_value=0)
-        a[:] = x
-        back = a[:]
+    assert (enc.dtype, enc.stored, enc.step) == ("float32", "int16", 0.0625)
+    a = zarr.create_array(tmp_path / "q", shape=x.shape, dtype=enc.stored, chunks=(4, *x.shape[1:]),
+                          shards=(8, *x.shape[1:]), compressors=enc.compressors, fill_value=0,
+                          attributes=enc.attributes())
+    assert all(c.to_dict()["name"] in ("sharding_indexed", "bytes", "blosc", "crc32c") for c in a.metadata.codecs +
+               a.metadata.codecs[0].codecs + a.metadata.codecs[0].index_codecs)  # Zarr v3 core codecs only
+    a[:] = enc.encode(x)
+    back = codecs.decode(a[:], dict(a.attrs))
     float16_error = np.abs(x.astype(np.float16).astype(np.float32) - x).max()
     assert float16_error == 1 / 32  # float16 spacing is 1/16 between 64 and 128 dB in magnitude
-    assert np.abs(back - x).max() <= float16_error
+    assert back.dtype == np.float32 and np.abs(back - x).max() <= float16_error
+    # Bit for bit what numcodecs' FixedScaleOffset filter (format 2 stores) gave back.
+    legacy = numcodecs.FixedScaleOffset(offset=0, scale=16, dtype="<f4", astype="<i2")
+    assert back.tobytes() == legacy.decode(legacy.encode(x)).reshape(x.shape).tobytes()
+    # The one integer never written is CF's _FillValue: xarray masks nothing.
+    assert a.attrs["_FillValue"] == -32768 and a[:].min() > -32768
     # MFCCs are left alone unless a second step is given.
-    assert codec.for_array("mfcc", "float16").filters == ()
+    assert codec.for_array("mfcc", "float16").step is None
     both = codecs.parse("quantized:0.0625:0.25")
     assert both.for_array("mfcc", "float16").step == 0.25
 
@@ -85,10 +90,11 @@ def test_codec_names_are_checked():
 def test_commit_records_are_whole_files_and_garbage_is_ignored(tmp_path):
     url = str(tmp_path / "s.zarr")
     write_commit(url, {"shard": 3, "hash": "abc", "ok": 8})
-    write_bytes(commit_url(url, 4), b'{"shard": 4, "ha')  # what a torn write would leave
+    write_bytes(commit_url(url, 4), b'{"zarr_format": 3, "node_type": "gr')  # what a torn write would leave
     assert read_commits(url) == {3: {"shard": 3, "hash": "abc", "ok": 8}}
-    assert json.loads((tmp_path / "s.zarr" / "commits" / "shard-00003.json").read_text())["hash"] == "abc"
-    assert sorted(p.name for p in (tmp_path / "s.zarr" / "commits").iterdir()) == ["shard-00003.json", "shard-00004.json"]
+    # a record is a Zarr group's attributes: any Zarr reader finds it
+    assert zarr.open_group(url + "/commits/shard-00003", mode="r").attrs["featurestore"]["hash"] == "abc"
+    assert sorted(p.name for p in (tmp_path / "s.zarr" / "commits").iterdir()) == ["shard-00003", "shard-00004"]
 
 
 def test_statistics_combine_per_shard_sums_into_the_whole_data_mean_and_std():

@@ -66,7 +66,7 @@ def test_every_model_trains_from_the_cli_and_beats_chance(model, trainer_stores,
     run = tmp_path / model
     assert _train(capsys, trainer_stores.genres, run, "--model", model, *RECIPES[model]) == 0
     metrics = _metrics(run)
-    test = open_store(trainer_stores.genres).manifest.query("split == 'test' and error == ''")
+    test = open_store(trainer_stores.genres).manifest.query("split == 'test' and error.isna()")
     assert metrics["split"] == "test" and metrics["n_clips"] == len(test)
     assert metrics["roc_auc_macro"] > 0.75 and metrics["accuracy"] > 0.4, metrics
     history = pd.read_csv(run / "history.csv")
@@ -184,7 +184,7 @@ def test_predict_reports_each_bad_file_goes_on_and_writes_a_csv(trained, trainer
     """Files, a folder and a quoted glob in one call; a broken and a missing file are reported
     and every other file is still labelled; exit 1; the CSV has a row per file."""
     store = open_store(trainer_stores.genres)
-    ok = store.manifest[store.manifest["error"].isna() | (store.manifest["error"] == "")]["path"]
+    ok = store.manifest[store.manifest["error"].isna()]["path"]
     broken = [p for p, e in zip(store.manifest["path"], store.manifest["error"]) if e][0]
     audio = trainer_stores.genre_audio
     folder = tmp_path / "folder"

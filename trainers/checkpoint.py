@@ -14,8 +14,14 @@ BEST, LAST = "best.pt", "last.pt"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Whole or not at all (temp file + rename); a full disk is the user's to fix, in one line."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as RuntimeError
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise UserError(f"cannot write the checkpoint {path} ({why}); the previous one, if any, is intact: free "
+                        "space or choose another --out, then resume with --resume") from None
 
 
 def load(path: Path) -> dict[str, Any]:

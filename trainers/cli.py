@@ -65,6 +65,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--shuffle-buffer", type=int, help="clips in the shuffle buffer (default: about 128 MB)")
     p.add_argument("--folds", type=int, help="K-fold cross-validation over train+valid, groups kept together")
     p.add_argument("--allow-partial", action="store_true", help="train on an unfinished store's ok clips")
+    p.add_argument("--verify-store", action="store_true",
+                   help="re-hash every shard before training, as `featurestore verify` does (default: a cheap check "
+                        "of the shard files against the commit records)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_train)
 
@@ -76,6 +79,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", help="folder for metrics.json, report.md and figures (default RUN/eval-SPLIT)")
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best.pt")
     p.add_argument("--device", default="auto")
+    p.add_argument("--verify-store", action="store_true", help="re-hash every shard of the store first")
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("predict", help="label audio files with a trained run",
@@ -121,7 +125,8 @@ def _train(args) -> int:
         optimizer=args.optimizer, momentum=args.momentum, scheduler=args.scheduler, lr_patience=args.lr_patience,
         lr_factor=args.lr_factor, patience=args.patience, monitor=args.monitor, class_weights=args.class_weights,
         device=args.device, amp=args.amp, seed=args.seed, num_workers=args.num_workers, block_clips=args.block_clips,
-        shuffle_buffer=args.shuffle_buffer, folds=args.folds, allow_partial=args.allow_partial, resume=args.resume,
+        shuffle_buffer=args.shuffle_buffer, folds=args.folds, allow_partial=args.allow_partial,
+        verify_store=args.verify_store, resume=args.resume,
     )
     result = train(config)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in _headline(result).items()))
@@ -139,7 +144,7 @@ def _evaluate(args) -> int:
     from trainers.evaluate import evaluate_run
 
     out, evaluation = evaluate_run(args.run, split=args.split, store=args.store, out=args.out,
-                                   which=args.checkpoint, device=args.device)
+                                   which=args.checkpoint, device=args.device, verify_store=args.verify_store)
     for k, v in evaluation.summary.items():
         print(f"{k:16s} {v:.4f}" if isinstance(v, float) else f"{k:16s} {v}")
     for note in evaluation.notes:

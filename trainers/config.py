@@ -49,6 +49,7 @@ class TrainConfig:
     shuffle_buffer: int | None = None  # clips; None: about 256 MB of rows
     folds: int | None = None
     allow_partial: bool = False
+    verify_store: bool = False  # re-hash every shard before training (default: check files against records)
     resume: bool = False
 
     def __post_init__(self) -> None:

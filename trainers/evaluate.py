@@ -49,14 +49,14 @@ def split_for_run(data: Data, resolved: dict[str, Any], split: str, seed: int) -
 
 
 def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out: str | None = None,
-                 which: str = checkpoint.BEST, device: str = "auto") -> tuple[Path, Evaluation]:
+                 which: str = checkpoint.BEST, device: str = "auto", verify_store: bool = False) -> tuple[Path, Evaluation]:
     saved = load_run(run)
     config: TrainConfig = saved["train"]
     resolved = saved["resolved"]
     if not (Path(run) / which).is_file() and resolved.get("folds") and not resolved.get("fold"):
         raise UserError(f"{run} is a {resolved['folds']}-fold cross-validation: evaluate one fold, e.g. {run}/fold_1")
     data = open_data(store or config.store, config.input, task=resolved["task"], allow_partial=config.allow_partial,
-                     expect_hash=resolved["spec_hash"])
+                     expect_hash=resolved["spec_hash"], full_check=verify_store)
     if list(data.labels) != resolved["labels"]:
         raise UserError(f"store {data.url} has other labels than the run's ({len(data.labels)} vs "
                         f"{len(resolved['labels'])}): evaluate on a store built from the same vocabulary")

@@ -249,7 +249,8 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     """Train (or cross-validate with --folds) and test the best checkpoint(s); returns the metrics summary."""
     check_input_kind(config.model, config.input.kind)
     _prepare_out(config)
-    data = open_data(config.store, config.input, task=config.task, allow_partial=config.allow_partial)
+    data = open_data(config.store, config.input, task=config.task, allow_partial=config.allow_partial,
+                     full_check=config.verify_store)
     monitor = config.monitor or DEFAULT_MONITOR[data.task.name]
     if monitor not in MONITORS:
         raise UserError(f"--monitor must be one of {', '.join(MONITORS)}")

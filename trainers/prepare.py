@@ -13,7 +13,7 @@ import numpy as np
 
 from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
-from featurestore.store import OK, PENDING, normalised, open_store
+from featurestore.store import OK, PENDING, normalised, open_store, shard_name, verify
 from trainers.data import Source, label_matrix, split_indices
 from trainers.inputs import InputConfig
 from trainers.tasks import Task, infer_task
@@ -40,10 +40,25 @@ class Data:
         return Source(self.url, inputs.arrays, np.sort(indices), self.targets, self.spec)
 
 
-def check_complete(store, arrays: tuple[str, ...], allow_partial: bool) -> None:
-    """The input arrays must be committed everywhere (a build may be adding other arrays)."""
+def check_complete(store, arrays: tuple[str, ...], allow_partial: bool, full_check: bool = False) -> None:
+    """The input arrays must be committed everywhere (a build may be adding other arrays), their
+    shard files as the commit records describe them (cheap: a listing per array), or, with
+    `full_check`, every shard re-hashed as `featurestore verify` does. Never train on the zeros
+    a lost shard file reads as."""
+    if full_check:
+        _, problems = verify(store)
+        if problems:
+            raise UserError(f"store {store.url} fails verification ({len(problems)} problem(s); first: {problems[0]}): "
+                            f"see `featurestore verify {store.url}`; re-run its build to rebuild what is damaged")
     if allow_partial or store.ready(arrays):
         return
+    if store.build_state == "complete":
+        bad = [shard_name(i) for i in range(store.layout.n_shards) if i not in store.committed(arrays)]
+        raise UserError(
+            f"store {store.url} is damaged: {len(bad)} shard(s) ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}) "
+            f"no longer match their commit records for {', '.join(arrays)} (a shard file deleted or changed, or a "
+            f"commit record lost): see `featurestore verify {store.url}`; re-running its build rebuilds them"
+        )
     pending = int((store.status_for(arrays) == PENDING).sum())
     raise UserError(
         f"store {store.url} is still {store.build_state}: {pending} of {store.n_clips} clips pending for "
@@ -53,11 +68,11 @@ def check_complete(store, arrays: tuple[str, ...], allow_partial: bool) -> None:
 
 
 def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_partial: bool = False,
-              expect_hash: str | None = None) -> Data:
+              expect_hash: str | None = None, full_check: bool = False) -> Data:
     store = open_store(url)
     spec = store.spec
     inputs.validate(spec, f"store {url}")
-    check_complete(store, inputs.arrays, allow_partial)
+    check_complete(store, inputs.arrays, allow_partial, full_check)
     arrays_hash = store.inputs_hash(inputs.arrays)
     if expect_hash is not None and arrays_hash != expect_hash:
         raise UserError(

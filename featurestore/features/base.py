@@ -33,6 +33,8 @@ class Feature:
     stats_dim: ClassVar[str | None] = None  # normalisation statistics keep this dimension
     layout: ClassVar[str] = "spectrogram"
     requires: ClassVar[tuple[str, ...]] = ()  # modules it imports: checked on every worker before a build
+    long_name: ClassVar[str] = ""  # CF attributes of the stored array (xarray shows them)
+    units: ClassVar[str | None] = None  # UDUNITS string; None where the values mix units
 
     def __init__(self, spec: FeatureSpec):
         self.spec = spec

@@ -50,6 +50,8 @@ class LogMel(Feature):
 
     name = "logmel"
     dims = ("mel", "frame")
+    long_name = "log-mel power spectrogram (librosa power_to_db: 10 log10 of power, floor -100 dB)"
+    units = "dB"
     settings = MEL_SETTINGS
     stats_dim = "mel"
 
@@ -66,6 +68,8 @@ class MFCC(Feature):
 
     name = "mfcc"
     dims = ("coefficient", "frame")
+    long_name = "MFCC: orthonormal DCT-II of the log-mel"
+    units = "dB"
     settings = (*MEL_SETTINGS, "n_mfcc")
     stats_dim = "coefficient"
 
@@ -99,6 +103,8 @@ class Waveform(Feature):
 
     name = "waveform"
     dims = ("crop", "sample")
+    long_name = "waveform crops, mono, at the store's sample rate (full scale 1)"
+    units = "1"
     settings = ("crop_samples", "crops")
     layout = "waveform"
 
@@ -120,6 +126,7 @@ class Handcrafted(Feature):
 
     name = "handcrafted"
     dims = ("segment", "descriptor")
+    long_name = "handcrafted descriptors per segment (GTZAN features_3_sec; units per descriptor)"
     dtype = "float32"
     settings = ("segment_seconds",)
     stats_dim = "descriptor"
