@@ -666,9 +666,16 @@ class Store:
             rows = shard_rows_hashes(self.manifest, self.layout)
         except UserError:  # no manifest copy yet (a build killed as it created the store): nothing is committed
             return set()
+        if self.mis_sized(wanted):  # the attributes describe other arrays than these: nothing counts
+            return set()
         expected = self.expected(wanted)
         return {i for i in range(self.layout.n_shards)
                 if wanted <= valid_parts(records.get(i), *self.layout.shard_range(i), rows[i], expected)}
+
+    def mis_sized(self, parts: Iterable[str]) -> list[str]:
+        """Arrays of `parts` whose clip axis is not the attributes' clip count."""
+        return [a for p in parts for a in part_arrays(p)
+                if (n := node(self.group, a)) is not None and n.shape[0] != self.n_clips]
 
     def expected(self, parts: Iterable[str] | None = None) -> Expected:
         """What commit records must match (listing the shard files of `parts`, default all)."""
@@ -723,7 +730,9 @@ def open_store(url: str | os.PathLike[str]) -> Store:
 
     url = os.fspath(url)
     try:
-        group = zarr.open_group(zarr_store(url, read_only=True), mode="r")
+        # Live metadata, not the consolidated snapshot: this reader checks the store against its
+        # commit records, which a snapshot taken before someone changed an array would hide.
+        group = zarr.open_group(zarr_store(url, read_only=True), mode="r", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.BaseZarrError):
         raise UserError(f"{url}: not a feature store (no Zarr group there): build one with `featurestore build`") from None
     if ATTRS_KEY not in group.attrs:
@@ -788,6 +797,11 @@ def verify(store: Store) -> tuple[int, list[str]]:
     part's content hash as recorded, status counts as recorded, failed rows zero, every value
     finite, statistics present."""
     layout, problems = store.layout, []
+    for name in store.mis_sized([CLIPS, *store.spec.features]):
+        problems.append(f"array {name} holds {store.array(name).shape[0]} clips where the attributes say "
+                        f"{store.n_clips}: the store was changed behind its build")
+    if problems:
+        return layout.n_shards, problems
     commits = store.commits()
     expected = store.expected()
     rows = shard_rows_hashes(store.manifest, layout)

@@ -26,6 +26,7 @@ from featurestore.build import build_store
 from featurestore.cli import main
 from featurestore.features import rediscover
 from featurestore.store import FAILED, OK, open_store, verify
+from helpers_plugins import install_plugin
 from helpers_store import SPEC, assert_same_arrays, read_arrays
 from trainers.prepare import check_complete
 
@@ -34,6 +35,7 @@ pytest_plugins = ["helpers_store"]
 FEATURESTORE = Path(sys.executable).with_name("featurestore")
 DASK = Path(sys.executable).with_name("dask")
 SPEC_ARGS = ["--duration", "1", "--crop-samples", "4096", "--shard-size", "8", "--quiet"]
+SPEC_SHAPE = (SPEC.n_mels, SPEC.n_frames)
 
 
 def _copy(built_store, tmp_path: Path) -> Path:
@@ -139,12 +141,7 @@ def test_huge_channel_counts_and_rates_are_refused_from_the_header_and_slow_rate
 @pytest.fixture(scope="module")
 def crash_plugin(tmp_path_factory):
     """An installed distribution whose feature segfaults on silence (tests/plugin_crash.py)."""
-    site = tmp_path_factory.mktemp("site")
-    shutil.copy(Path(__file__).with_name("plugin_crash.py"), site / "featurestore_crashy.py")
-    info = site / "featurestore_crashy-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: featurestore-crashy\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[featurestore.features]\ncrashy = featurestore_crashy:Crashy\n")
+    site = install_plugin(tmp_path_factory.mktemp("site"), "plugin_crash.py", "featurestore_crashy", "crashy", "Crashy")
     return {**os.environ, "PYTHONPATH": str(site)}
 
 
@@ -378,3 +375,17 @@ def test_a_full_disk_is_one_line_naming_the_file_in_build_and_in_train(built_sto
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith(f"featurestore train: error: cannot write the checkpoint {run}/"), line
     assert not [p for p in run.iterdir() if p.suffix == ".pt"]  # no half-written checkpoint under its name
+
+
+def test_arrays_of_another_length_than_the_attributes_say_are_reported_never_trained_on(built_store, tmp_path,
+                                                                                       capsys):
+    """What a second writer that ignored the lock would leave: arrays of 16 clips under attributes of 29."""
+    import zarr
+
+    store = _copy(built_store, tmp_path)
+    zarr.open_group(str(store), mode="r+", use_consolidated=False)["logmel"].resize((16, *SPEC_SHAPE))
+    shards, problems = verify(open_store(store))
+    assert problems == [f"array logmel holds 16 clips where the attributes say {open_store(store).n_clips}: the "
+                        "store was changed behind its build"]
+    code, err = _train(store, tmp_path, capsys)
+    assert code == 2 and "is damaged: 4 shard(s) (shard-00000, shard-00001, shard-00002, shard-00003)" in err, err

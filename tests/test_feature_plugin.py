@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import zarr
 
 from featurestore.features import rediscover
 from featurestore.store import OK, open_store
+from helpers_plugins import install_plugin
 
 pytest_plugins = ["helpers_store"]
 
@@ -26,12 +26,7 @@ FEATURESTORE = Path(sys.executable).with_name("featurestore")
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory):
     """An installed distribution `featurestore-chroma` (its module and dist-info on PYTHONPATH)."""
-    site = tmp_path_factory.mktemp("site")
-    shutil.copy(Path(__file__).with_name("plugin_chroma.py"), site / "featurestore_chroma.py")
-    info = site / "featurestore_chroma-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: featurestore-chroma\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[featurestore.features]\nchroma = featurestore_chroma:Chroma\n")
+    site = install_plugin(tmp_path_factory.mktemp("site"), "plugin_chroma.py", "featurestore_chroma", "chroma", "Chroma")
     sys.path.insert(0, str(site))  # installed in this test process too, to read the store back
     rediscover()
     yield {**os.environ, "PYTHONPATH": str(site)}
