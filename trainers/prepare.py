@@ -53,7 +53,8 @@ def check_complete(store, arrays: tuple[str, ...], allow_partial: bool, full_che
     if allow_partial or store.ready(arrays):
         return
     if store.build_state == "complete":
-        bad = [shard_name(i) for i in range(store.layout.n_shards) if i not in store.committed(arrays)]
+        committed = store.committed(arrays)  # lists the shard files and reads every record: once
+        bad = [shard_name(i) for i in range(store.layout.n_shards) if i not in committed]
         raise UserError(
             f"store {store.url} is damaged: {len(bad)} shard(s) ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}) "
             f"no longer match their commit records for {', '.join(arrays)} (a shard file deleted or changed, or a "
