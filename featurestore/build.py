@@ -578,8 +578,7 @@ def _expected(url: str, attrs: dict[str, Any] | None, spec: FeatureSpec) -> st.E
     """What the commit records of the store at `url` (attributes `attrs`, None if new) must match."""
     if attrs is None:
         return st.Expected(None, st.part_hashes(spec), {})
-    names = [a for part in (st.CLIPS, *spec.features) for a in st.part_arrays(part)]
-    return st.Expected(attrs.get("store_id"), st.part_hashes(spec), st.stored_sizes(url, names))
+    return st.expected_now(url, attrs.get("store_id"), st.part_hashes(spec), (st.CLIPS, *spec.features))
 
 
 def _apply(url: str, plan: Plan, manifest: Any, manifest_path: str, audio_root: str) -> Any:

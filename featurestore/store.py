@@ -205,14 +205,19 @@ def shard_object(url: str, name: str, index: int, ndim: int) -> str:
 def written_sizes(url: str, names: Iterable[tuple[str, int]], index: int) -> dict[str, int | None]:
     """Bytes of each (array, ndim)'s shard object right after a task wrote it; None where zarr
     wrote nothing (a shard of fill values only)."""
-    fs, _ = _fs(url)
+    fs, path = _fs(url)
     sizes: dict[str, int | None] = {}
     for name, ndim in names:
         try:
-            sizes[name] = int(fs.size(_fs(shard_object(url, name, index, ndim))[1]))
+            sizes[name] = int(fs.size(shard_object(path, name, index, ndim)))
         except FileNotFoundError:
             sizes[name] = None
     return sizes
+
+
+def expected_now(url: str, store_id: str | None, hashes: dict[str, str], parts: Iterable[str]) -> Expected:
+    """What the commit records of `parts` must match, their shard files listed now."""
+    return Expected(store_id, hashes, stored_sizes(url, [a for p in parts for a in part_arrays(p)]))
 
 
 def stored_sizes(url: str, names: Iterable[str]) -> dict[int, dict[str, int]]:
@@ -679,9 +684,8 @@ class Store:
 
     def expected(self, parts: Iterable[str] | None = None) -> Expected:
         """What commit records must match (listing the shard files of `parts`, default all)."""
-        parts = [CLIPS, *self.spec.features] if parts is None else list(parts)
-        names = [a for p in parts for a in part_arrays(p)]
-        return Expected(self.attrs.get("store_id"), self.part_hashes, stored_sizes(self.url, names))
+        parts = [CLIPS, *self.spec.features] if parts is None else parts
+        return expected_now(self.url, self.attrs.get("store_id"), self.part_hashes, parts)
 
     @property
     def part_hashes(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ import manifests
 from featurestore.audio import AudioError, decode
 from featurestore.build import build_store
 from featurestore.cli import main
+from featurestore.errors import UserError
 from featurestore.features import rediscover
 from featurestore.store import FAILED, OK, open_store, verify
 from helpers_plugins import install_plugin
@@ -100,7 +101,7 @@ def test_flipped_bytes_pass_the_cheap_check_but_not_the_full_one(built_store, tm
     shard.write_bytes(bytes(data))
     opened = open_store(store)
     check_complete(opened, ("logmel",), allow_partial=False)  # existence and sizes are as recorded
-    with pytest.raises(Exception, match=r"fails verification \(\d+ problem\(s\); first: shard-00000"):
+    with pytest.raises(UserError, match=r"fails verification \(\d+ problem\(s\); first: shard-00000"):
         check_complete(opened, ("logmel",), allow_partial=False, full_check=True)
 
 
