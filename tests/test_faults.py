@@ -209,7 +209,6 @@ class _CliCluster:
         self.address = json.loads(file.read_text())["address"]
         with Client(self.address, timeout="30s") as client:
             client.wait_for_workers(workers, timeout=60)
-            self.worker_pids = list(client.run(os.getpid).values())
 
     def close(self) -> None:
         for p in self.processes:
@@ -236,6 +235,23 @@ def _wait_for_a_commit(out: Path, proc: subprocess.Popen) -> None:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "no shard was committed"
         time.sleep(0.02)
+
+
+def _worker_running_a_shard(address: str, proc: subprocess.Popen) -> int:
+    """The pid of a worker while it executes a shard task."""
+    from dask.distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        pids = client.run(os.getpid)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the build ended before a shard task was seen running"
+            running = client.run(lambda dask_worker: [str(t.key) for t in dask_worker.state.executing])
+            for worker, keys in running.items():
+                if any(k.startswith("build-shard-") for k in keys) and worker in pids:
+                    return pids[worker]
+            time.sleep(0.01)
+    raise AssertionError("no shard task was seen running")
 
 
 @pytest.mark.reliability
@@ -273,9 +289,9 @@ def test_a_frozen_worker_and_the_stall_it_causes_are_reported_and_the_build_then
         reader.start()
         try:
             _wait_for_a_commit(out, proc)
-            frozen = cluster.worker_pids[0]
+            frozen = _worker_running_a_shard(cluster.address, proc)  # so that the build must stall
             os.kill(frozen, signal.SIGSTOP)
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 180
             while not (any("has not been heard from" in line for line in lines)
                        and any("no shard has finished for" in line for line in lines)):
                 assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
