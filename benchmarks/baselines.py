@@ -1,7 +1,8 @@
 """The baselines, written plainly, the way a user of these libraries would write them.
 
-(a) `librosa_loop`: one process, librosa.load → melspectrogram → power_to_db → mfcc → one crop,
-    one `.npy` per clip and feature (the source reports' layout).
+(a) `librosa_loop`: one process, librosa.load → melspectrogram → power_to_db → mfcc → the crops,
+    one `.npy` per clip and feature (the source reports' layout); `librosa_clip` is one clip of
+    it, for a `multiprocessing.Pool` of processes (the first parallel version a user would try).
 (b) `decode_chunk`: the decode-only ceiling, soundfile + soxr and nothing else; the build can
     never beat it on the same workers, so "fraction of (b)" says how much the features cost.
 `NpyClips`: a map-style Dataset over one `.npy` file per clip, local or through fsspec.
@@ -16,12 +17,11 @@ import numpy as np
 from featurestore.spec import FeatureSpec
 
 
-def centre_crop_start(n_samples: int, crop_samples: int) -> int:
-    return (n_samples - crop_samples) // 2
-
-
 def librosa_features(path: str, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """The spec's log-mel, MFCC and waveform crops (those of them it has), by librosa."""
     import librosa
+
+    from featurestore.features.builtin import crop_starts
 
     y, sr = librosa.load(path, sr=spec.sample_rate, mono=True, offset=spec.offset, duration=spec.duration)
     y = librosa.util.fix_length(y, size=spec.n_samples)
@@ -29,20 +29,57 @@ def librosa_features(path: str, spec: FeatureSpec) -> dict[str, np.ndarray]:
         y=y, sr=sr, n_fft=spec.n_fft, hop_length=spec.hop, n_mels=spec.n_mels, fmin=spec.f_min, fmax=spec.f_max
     )
     logmel = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
-    mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=spec.n_mfcc)
-    start = centre_crop_start(spec.n_samples, spec.crop_samples)
-    return {"logmel": logmel, "mfcc": mfcc, "waveform": y[start : start + spec.crop_samples]}
+    out = {"logmel": logmel, "mfcc": librosa.feature.mfcc(S=logmel, n_mfcc=spec.n_mfcc)}
+    if "waveform" in spec.features:
+        out["waveform"] = np.stack([y[s : s + spec.crop_samples] for s in crop_starts(spec)])
+    return {k: v for k, v in out.items() if k in spec.features}
+
+
+def librosa_clip(job: tuple[int, str], spec: FeatureSpec, out_dir: str) -> int:
+    """One clip of baseline (a): its features, one float16 `.npy` each."""
+    i, path = job
+    for feature, value in librosa_features(path, spec).items():
+        folder = Path(out_dir) / feature
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{i:06d}.npy", value.astype(np.float16))
+    return 1
+
+
+def one_thread() -> None:
+    """Pool initializer: NumPy's BLAS and numba's pool one thread per process, as in the build's
+    workers, so that two processes do not oversubscribe two cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def librosa_loop(paths: list[str], spec: FeatureSpec, out_dir: str) -> int:
-    """Baseline (a). Runs in one process; returns the number of clips written."""
-    out = Path(out_dir)
-    for feature in ("logmel", "mfcc", "waveform"):
-        (out / feature).mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(paths):
-        for feature, value in librosa_features(path, spec).items():
-            np.save(out / feature / f"{i:06d}.npy", value.astype(np.float16))
-    return len(paths)
+    """Baseline (a), single process; returns the number of clips written."""
+    return sum(librosa_clip(job, spec, out_dir) for job in enumerate(paths))
+
+
+def librosa_descriptors(segment: np.ndarray, sr: int) -> np.ndarray:
+    """The 57 GTZAN descriptors of one segment the way the public table computes them: each
+    `librosa.feature.*` called on the samples (each takes its own STFT), HPSS by
+    `librosa.effects.hpss`. Columns in `featurestore.handcrafted.DESCRIPTOR_NAMES` order."""
+    import librosa
+
+    y = segment
+    harmonic, percussive = librosa.effects.hpss(y)
+    frames = (
+        librosa.feature.chroma_stft(y=y, sr=sr),
+        librosa.feature.rms(y=y),
+        librosa.feature.spectral_centroid(y=y, sr=sr),
+        librosa.feature.spectral_bandwidth(y=y, sr=sr),
+        librosa.feature.spectral_rolloff(y=y, sr=sr),
+        librosa.feature.zero_crossing_rate(y),
+        harmonic,
+        percussive,
+    )
+    row = [stat for values in frames for stat in (np.mean(values), np.var(values))]
+    row.append(float(librosa.feature.tempo(y=y, sr=sr)[0]))
+    row.extend(stat for c in librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20) for stat in (np.mean(c), np.var(c)))
+    return np.asarray(row, dtype=np.float32)
 
 
 def decode(path: str, spec: FeatureSpec) -> np.ndarray:

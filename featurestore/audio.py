@@ -57,6 +57,7 @@ import soundfile as sf
 import soxr
 
 from featurestore.spec import FeatureSpec
+from featurestore.stages import lap
 from manifests.paths import stays_inside
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
@@ -139,6 +140,7 @@ def decode(source: Source, spec: FeatureSpec) -> Decoded:
             raise AudioError(f"not audio: cannot decode the header (libsndfile: {e.error_string.rstrip('.')})") from None
         except (RuntimeError, TypeError, ValueError) as e:
             raise AudioError(f"not audio: {e}") from None
+        lap("open and peek")
         try:
             return _decode_open(sound, spec, header_frames)
         except sf.LibsndfileError as e:
@@ -310,11 +312,12 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
     direct = rate == target and sound.channels == 1
     padded = np.zeros((count, 1), dtype=np.float32) if direct else None
     data = sound.read(count, dtype="float32", always_2d=True, out=padded)
+    lap("decode")
     promised = min(count, promised_total - first)
     slack = max(_MP3_FRAME, int(MP3_LENGTH_SLACK * frames)) if sound.format == "MP3" else 0
     if len(data) < promised - slack:
         raise _truncated(promised_total, first + len(data), rate)
-    peak = float(np.abs(data).max(initial=0.0))
+    peak = float(max(data.max(initial=0.0), -data.min(initial=0.0)))  # NaN propagates: refused below
     if not peak <= MAX_PEAK:  # NaN, infinity, or garbage in a float file
         bad = ~np.isfinite(data).all(axis=1)
         if bad.any():
@@ -322,11 +325,12 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
             raise AudioError(f"non-finite samples: NaN or infinity at {at:.3f} s (a float file with invalid values)")
         raise AudioError(f"samples far beyond full scale: peak {peak:.3g}, over {MAX_PEAK:g} times full scale "
                          "(a float file with invalid values)")
+    lap("checks")
 
     if padded is not None:
         samples, length = padded.reshape(n), len(data)
     else:
-        mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+        mono = _mono(data)
         if rate != target:
             available = round(len(data) * target / rate) - drop
             mono = soxr.resample(mono, rate, target, quality="HQ")[drop:]
@@ -335,6 +339,7 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
         length = max(0, min(n, available, len(mono)))
         samples = np.zeros(n, dtype=np.float32)
         samples[:length] = mono[:length]
+    lap("mix and resample")
     window = min(spec.n_fft, n)
     if length < window:
         if length == 0 and out_start > 0:
@@ -342,9 +347,26 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
         after = " after the offset" if out_start > 0 else ""
         raise AudioError(f"too short: {_ms(length, target)} of audio{after}, less than one analysis window "
                          f"({window} samples, {_ms(window, target)})")
-    if not np.isfinite(samples).all():
+    if padded is None and not np.isfinite(samples).all():  # read straight in: checked above
         raise AudioError("non-finite samples after mixing to mono and resampling")
+    lap("checks")
     return Decoded(samples, length)
+
+
+def _mono(data: np.ndarray) -> np.ndarray:
+    """The mean of the channels, `data.mean(axis=1, dtype=float32)` bit for bit. NumPy reduces
+    fewer than 8 interleaved channels in order, one frame at a time (20 ms for 30 s of 44.1 kHz
+    stereo); adding whole columns in the same order is 3x faster. From 8 channels on NumPy sums
+    pairwise, so that order is kept by calling it."""
+    channels = data.shape[1]
+    if channels == 1:
+        return data[:, 0]
+    if channels >= 8:
+        return data.mean(axis=1, dtype=np.float32)
+    total = data[:, 0].copy()
+    for c in range(1, channels):
+        total += data[:, c]
+    return total / np.float32(channels)
 
 
 def _skip_to(sound: sf.SoundFile, frame: int) -> None:

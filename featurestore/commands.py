@@ -65,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--moved-audio", action="store_true",
                    help="resume or grow a store whose audio moved: the same files now live under --audio-root")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--profile", action="store_true",
+                   help="print where the time went: ms per clip of every stage (decode, STFT, compression, ...), "
+                        "Dask's gaps and the driver's phases")
     b.set_defaults(func=run_build)
 
     i = subparsers.add_parser("info", help="describe a store: spec, clip counts, per-array footprint",
@@ -139,6 +142,8 @@ def run_build(args: argparse.Namespace) -> int:
         scheduler_timeout=args.scheduler_timeout, moved_audio=args.moved_audio,
     )
     print(report.summary())
+    if args.profile and report.profile is not None:
+        print(report.profile.table(report.elapsed))
     return 0 if report.pending == 0 else 1
 
 

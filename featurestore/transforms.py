@@ -14,6 +14,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from featurestore.spec import FeatureSpec
+from featurestore.stages import lap
 
 AMIN = 1e-10  # librosa.power_to_db's floor: silence maps to -100 dB
 MEL_BLOCK = 8  # mel bands per block of the filterbank product (see LogMel)
@@ -54,15 +55,21 @@ class LogMel(nn.Module):
     def power(self, waveform: Tensor) -> Tensor:
         """Mel power spectrogram (..., n_mels, frames), before the log."""
         spectrum = self.stft(waveform)
+        lap("STFT")
         power = torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)
+        lap("power")
         fb = self.mel.fb  # (freq, n_mels)
-        return torch.cat(
+        mel = torch.cat(
             [torch.matmul(fb[lo:hi, first:last].T, power[..., lo:hi, :]) for first, last, lo, hi in self.blocks],
             dim=-2,
         )
+        lap("mel filterbank")
+        return mel
 
     def forward(self, waveform: Tensor) -> Tensor:
-        return 10.0 * torch.log10(torch.clamp(self.power(waveform), min=AMIN))
+        logmel = 10.0 * torch.log10(torch.clamp(self.power(waveform), min=AMIN))
+        lap("log")
+        return logmel
 
 
 def _filter_blocks(fb: Tensor, size: int) -> tuple[tuple[int, int, int, int], ...]:

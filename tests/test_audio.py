@@ -103,6 +103,15 @@ def test_every_kind_of_source_gives_the_same_samples(tmp_path):
         fsspec.filesystem("memory").rm(url.removeprefix("memory://"))
 
 
+@pytest.mark.parametrize("channels", [2, 3, 7, 8, 12])
+def test_channels_are_averaged_exactly_as_numpy_mean(tmp_path, channels):
+    """The mix is NumPy's float32 mean bit for bit, whichever way it is computed for speed."""
+    data = music(0.5, SR, seed=channels, channels=channels) * np.linspace(0.2, 1.0, channels, dtype=np.float32)
+    sf.write(tmp_path / "multi.wav", data, SR, subtype="FLOAT")
+    got = decode(tmp_path / "multi.wav", spec(duration=0.5))
+    np.testing.assert_array_equal(got.samples, data.astype(np.float32).mean(axis=1, dtype=np.float32))
+
+
 def test_silence_is_valid_audio(tmp_path):
     sf.write(tmp_path / "quiet.flac", np.zeros((SR, 2), dtype=np.float32), SR)
     got = decode(tmp_path / "quiet.flac", spec())

@@ -13,7 +13,8 @@ from benchmarks.results import Section, Table, Target, load_sections, render, wr
 EXPECTED = {  # benchmark -> (section title, words each expected table caption contains, plots)
     "footprint": ("Footprint", ["step by step", "Lossless codecs", "Chunk and shard shapes", "Bounded error",
                                 "trained model"], ["footprint.png"]),
-    "build": ("Build throughput", ["MTAT-like clips", "Where the project's time goes"], []),
+    "build": ("Build throughput", ["MTAT-like clips", "FMA-like clips", "GTZAN-like clips",
+                                   "where the 2-worker build's time goes", "MP3 decoders", "GTZAN handcrafted"], []),
     "loader": ("Loader throughput", ["Samples/s"], []),
     "scaling": ("Scaling", ["Start-up", "Build time against clip count", "Warm clusters", "Projected wall time"],
                 ["scaling.png"]),

@@ -56,6 +56,23 @@ def test_broken_files_fail_with_their_reason_and_never_stop_the_build(built_stor
     assert (store.array("length")[:][~failed] == SPEC.n_samples).all()  # 1.2-s clips, cut to 1 s
 
 
+def test_the_report_says_where_each_tasks_time_went(built_store):
+    _, report = built_store
+    profile = report.profile
+    assert sorted(t["shard"] for t in profile.tasks) == list(range(report.shards))
+    assert sum(t["clips"] for t in profile.tasks) == report.ok + report.failed
+    for task in profile.tasks:
+        busy = task["ended"] - task["began"]
+        assert profile.submitted <= task["began"] <= task["ended"] <= profile.collected
+        assert sum(task["stages"].values()) == pytest.approx(busy, rel=0.05, abs=0.005)  # laps cover the task
+        if task["decoded"] > task["clips"] // 2:
+            assert {"open and peek", "decode", "STFT", "mel filterbank", "compress and write",
+                    "content hash"} <= set(task["stages"])
+    assert set(profile.phases) == {"manifest and libraries", "plan", "cluster start-up", "store set-up", "tasks",
+                                   "cluster shut-down", "finish"}
+    assert sum(profile.phases.values()) <= report.elapsed
+
+
 def test_statistics_equal_numpy_over_the_stored_train_clips(built_store):
     store = open_store(built_store[0])
     train_ok = (store.manifest["split"].to_numpy() == "train") & (store.status == OK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -20,12 +21,19 @@ pytest_plugins = ["helpers_store"]
 def test_build_with_one_local_worker_equals_the_two_worker_external_build(built_store, store_corpus, tmp_path, capsys):
     out = tmp_path / "cli.zarr"
     code = main(["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
-                 "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--quiet"])
+                 "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--quiet", "--profile"])
     printed = capsys.readouterr().out
     assert code == 0
     assert f"spec {SPEC.hash()}:" in printed  # the resolved spec: preset mtat-seed plus the overrides
     assert '"n_mels": 80' in printed and '"duration": 1.0' in printed
     assert "ok 24, failed 5, pending 0" in printed and "first failures:" in printed and "empty file" in printed
+    # --profile: every stage in ms per clip of one worker's time, adding up to the wall time
+    profile = printed[printed.index("where the time went"):].splitlines()
+    header = re.search(r"\((\d+) workers, (\d+) clips, ([\d.]+) s\)", profile[0])
+    assert header and header.group(1, 2) == ("1", "29")
+    rows = {" ".join(line.split(maxsplit=3)[2:]): float(line.split()[0]) for line in profile[1:]}
+    assert {"task decode", "task STFT", "task compress and write", "driver finish"} <= set(rows)
+    assert sum(rows.values()) == pytest.approx(float(header.group(3)) * 1e3 / 29, rel=0.1)
     assert_same_arrays(read_arrays(out), read_arrays(built_store[0]))
     assert [r["hash"] for r in read_commits(str(out)).values()] == [
         r["hash"] for r in read_commits(str(built_store[0])).values()

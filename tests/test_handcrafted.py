@@ -5,8 +5,9 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
+import scipy.ndimage
 
-from featurestore.handcrafted import DESCRIPTOR_NAMES, describe, segments
+from featurestore.handcrafted import DESCRIPTOR_NAMES, describe, hpss, median_filter, segments
 from featurestore.spec import preset
 from helpers_featuremaths import music
 
@@ -63,6 +64,22 @@ def test_values_equal_direct_librosa_calls_on_the_segment(clip):
     for name, value in expected.items():
         assert row[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
     assert 100 < row["tempo"] < 140  # the synthetic mix is at 120 bpm
+
+
+def test_harmonic_percussive_split_is_librosas_bit_for_bit(clip):
+    spec, y, _ = clip
+    stft = librosa.stft(y[: spec.segment_samples], n_fft=2048, hop_length=512)
+    for ours, theirs in zip(hpss(stft), librosa.decompose.hpss(stft)):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_median_filter_is_scipys_for_every_axis_length():
+    rng = np.random.default_rng(0)
+    for n in range(1, 40):  # shorter, equal and longer than the kernel, both axes
+        for x in (rng.random((n, 5), dtype=np.float32), rng.random((5, n), dtype=np.float32)):
+            for axis, size in ((-1, (1, 31)), (-2, (31, 1))):
+                np.testing.assert_array_equal(median_filter(x, axis=axis),
+                                              scipy.ndimage.median_filter(x, size=size, mode="reflect"))
 
 
 def test_silence_gives_finite_values():
