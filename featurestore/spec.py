@@ -166,11 +166,12 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "fma",
-            "FMA report: 44.1 kHz, 30 s, n_fft 2048, hop 1024, 128 mels, 20 MFCCs, 3 waveform crops of 2^18 samples",
+            "FMA report: 44.1 kHz, 30 s, n_fft 2048, hop 1024, 128 mels, 20 MFCCs, the whole 30-s waveform "
+            "(the trainers draw its 2^18-sample crops at random offsets)",
             FeatureSpec(
                 features=("logmel", "mfcc", "waveform"),
                 sample_rate=44_100, duration=30.0, n_fft=2048, hop=1024, n_mels=128, n_mfcc=20,
-                crop_samples=2**18, crops=3,
+                crop_samples=44_100 * 30, crops=1,
             ),
         ),
         Preset(

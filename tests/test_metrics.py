@@ -20,7 +20,8 @@ from sklearn.metrics import (
 from sklearn.utils.class_weight import compute_class_weight
 
 from trainers.report import per_class_markdown, write_report
-from trainers.tasks import Task, infer_task
+from trainers.inputs import average_views
+from trainers.tasks import AveragedLoss, Task, infer_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LABELS = tuple(f"tag{i}" for i in range(5))
@@ -57,7 +58,7 @@ def test_multilabel_metrics_agree_with_scikit_learn(multilabel):
     np.testing.assert_allclose(table["recall"], r)
     np.testing.assert_allclose(table["f1"], f)
     np.testing.assert_array_equal(table["support"], s)
-    np.testing.assert_allclose(table["accuracy"], (pred == y).mean(0))
+    np.testing.assert_allclose(table["ovr_accuracy"], (pred == y).mean(0))
     np.testing.assert_allclose(table["roc_auc"], roc_auc_score(y, prob, average=None))
     np.testing.assert_array_equal(ev.matrices["cooccurrence_true"], y.T.astype(int) @ y.astype(int))
     np.testing.assert_array_equal(np.diag(ev.matrices["cooccurrence_pred"]), pred.sum(0))
@@ -90,6 +91,9 @@ def test_multiclass_metrics_agree_with_scikit_learn(multiclass):
     np.testing.assert_allclose(ev.per_class["precision"], p)
     np.testing.assert_allclose(ev.per_class["recall"], r)
     np.testing.assert_array_equal(ev.per_class["support"], s)
+    # per-class accuracy in the GTZAN report's sense is recall: correct clips of the class / its clips
+    np.testing.assert_allclose(ev.per_class["recall"], [(pred[true == k] == k).mean() for k in range(5)])
+    np.testing.assert_allclose(ev.per_class["ovr_accuracy"], [((pred == k) == (true == k)).mean() for k in range(5)])
     # a class absent from the split: confusion row of zeros, AUC skipped, no crash
     present = true != 2
     ev = Task("multiclass", LABELS).evaluate(y[present], prob[present])
@@ -131,7 +135,8 @@ def test_report_and_figures_are_written_and_valid_png(tmp_path, multilabel, mult
         if path.suffix == ".png":
             _assert_png(path)
     text = (tmp_path / "ml" / "report.md").read_text()
-    assert "| label | support | accuracy | precision | recall | F1 | AUC |" in text
+    assert ("| label | support | recall (per-class accuracy) | one-vs-rest accuracy | precision | F1 | AUC |"
+            in text) and "### Definitions" in text
     assert all(f"| {label} |" in text for label in LABELS)
     evaluation = Task("multilabel", LABELS).evaluate(*multilabel)
     macro_row = next(line for line in text.splitlines() if line.startswith("| **macro avg** |")).split("|")[2:-1]
@@ -139,3 +144,27 @@ def test_report_and_figures_are_written_and_valid_png(tmp_path, multilabel, mult
     assert int(support) == int(multilabel[0].sum())
     assert f1 == f"{evaluation.summary['macro_f1']:.3f}" and auc == f"{evaluation.summary['roc_auc_macro']:.3f}"
     assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("name", ["multiclass", "multilabel"])
+def test_the_loss_is_that_of_the_averaged_prediction(name, multiclass, multilabel):
+    """Several views per clip: the loss scores the mean of their probabilities (the prediction
+    every metric scores), not the mean of per-view losses; one view: the training loss itself."""
+    y = torch.from_numpy((multiclass if name == "multiclass" else multilabel)[0][:40])
+    task, rng = Task(name, LABELS), torch.Generator().manual_seed(0)
+    logits = torch.randn(40 * 3, 5, generator=rng) * 3
+    views = torch.ones(40, 3)
+    views[::4, 2] = 0  # some clips have only two decoded segments
+    total, weight = AveragedLoss(task)(logits, views, y)
+    mean = average_views(task.probabilities(logits), views).double()
+    if name == "multiclass":
+        expected = -torch.log(mean[torch.arange(40), y.argmax(1)]).mean()
+    else:
+        expected = -(y * torch.log(mean) + (1 - y) * torch.log(1 - mean)).mean()
+    assert (total / weight).item() == pytest.approx(expected.item(), rel=1e-5)
+    per_window = task.loss()(logits, y.repeat_interleave(3, 0)).item()
+    assert abs((total / weight).item() - per_window) > 1e-3  # the old definition differs
+    one = logits[:40]
+    weights = task.class_weights(y.numpy())
+    total, weight = AveragedLoss(task, weights)(one, torch.ones(40, 1), y)
+    assert (total / weight).item() == pytest.approx(task.loss(weights)(one, y).item(), rel=1e-5)

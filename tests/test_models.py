@@ -3,6 +3,8 @@ and the device-side input pipeline (windows, views, augmentation)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,49 @@ def test_augmentations_follow_their_recipe_and_probability():
     assert torch.equal(off.spectrogram(spec), spec) and torch.equal(off.waveform(wave), wave)
     half = Augment(AugmentConfig(wave_noise_p=0.5, wave_mask_p=0)).waveform(torch.zeros(2000, 1, 10))
     assert 0.4 < (half.abs().sum(-1) > 0).float().mean() < 0.6
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_aligned_pairs_cut_waveform_and_mfcc_windows_from_the_same_seconds(train):
+    """MixNet's two inputs cover the same seconds: the MFCC window starts at the frame nearest the
+    waveform window's first sample, in training (random) and evaluation (evenly spaced) alike."""
+    from featurestore.features.builtin import crop_starts
+
+    starts = crop_starts(SMALL)  # two 4096-sample crops of the 8000-sample clip
+    b = 6
+    wave = (torch.as_tensor(starts)[:, None] + torch.arange(SMALL.crop_samples)).float().expand(b, -1, -1)
+    mfcc = torch.arange(SMALL.n_frames).float().expand(b, SMALL.n_mfcc, -1)  # each value: its frame
+    batch = {"waveform": wave, "mfcc": mfcc}
+    config = InputConfig("waveform+mfcc", crop_samples=1280, crop_frames=10, eval_crops=1 if train else 4)
+    torch.manual_seed(0)
+    (w, m), _ = InputPipeline(SMALL, config)(batch, train=train)
+    first_sample, first_frame = w[:, 0, 0], m[:, 0, 0, 0]
+    assert torch.equal(w[:, 0], first_sample[:, None] + torch.arange(1280))  # a contiguous window
+    expected = torch.floor((first_sample + SMALL.hop / 2) / SMALL.hop).clamp(0, SMALL.n_frames - 10)
+    assert torch.equal(first_frame, expected) and torch.equal(m[:, 0, 0], first_frame[:, None] + torch.arange(10))
+    assert len(set(first_sample.tolist())) > 1  # different clips or views, different seconds
+    # unaligned (the old behaviour), the two windows are drawn independently
+    torch.manual_seed(0)
+    (w, m), _ = InputPipeline(SMALL, dataclasses.replace(config, aligned=False))(batch, train=train)
+    derived = torch.floor((w[:, 0, 0] + SMALL.hop / 2) / SMALL.hop).clamp(0, SMALL.n_frames - 10)
+    assert not torch.equal(m[:, 0, 0, 0], derived)
+
+
+def test_image_input_is_a_square_three_channel_picture_in_unit_range():
+    """The YOLO report's input: each spectrogram window resized to S x S, scaled to [0, 1] by its
+    own extremes, in three equal channels; c2f reads it."""
+    pipe = InputPipeline(SMALL, InputConfig("logmel", crop_frames=40, image_size=48))
+    raw = (torch.randn(3, 32, SMALL.n_frames) * 10 - 40).to(torch.float16)
+    x, _ = pipe({"logmel": raw}, train=False)
+    assert x.shape == (3, 3, 48, 48) == (3, *InputConfig("logmel", image_size=48).sample_shape(SMALL))
+    flat = x.flatten(1)
+    assert torch.allclose(flat.amin(1), torch.zeros(3), atol=1e-6) and torch.allclose(flat.amax(1), torch.ones(3))
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
+    window = take_windows(raw.unsqueeze(1), 40, train=False, views=1)[:, 0].float()
+    resized = torch.nn.functional.interpolate(window[:, None], size=(48, 48), mode="bilinear")[:, 0]
+    lo, hi = resized.amin((1, 2), keepdim=True), resized.amax((1, 2), keepdim=True)
+    assert torch.allclose(x[:, 0], (resized - lo) / (hi - lo), atol=1e-6)
+    model = build_model("c2f", "logmel", (3, 48, 48), n_classes=10)
+    assert model(x).shape == (3, 10)
+    head = [m for m in model.head if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in head] == [256, 128, 64, 10]  # the report's head

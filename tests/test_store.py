@@ -31,9 +31,9 @@ def test_default_shards_depend_on_the_manifest_size_only_and_keep_two_workers_bu
     assert Layout(29, 8, default_shard_clips(29, mtat)).n_shards >= 2
     assert Layout(200, 8, default_shard_clips(200, mtat)).n_shards >= 8
     assert default_shard_clips(25_863, mtat) == 512  # 51 shards of ~25 MB of log-mel: tens of files
-    # FMA's three 2^18-sample crops are 1.5 MB a clip: shards stay near 64 MB instead of 800 MB.
+    # FMA's whole 30-s waveform is 2.6 MB a clip: shards stay near 64 MB instead of 1.3 GB.
     fma = preset("fma")
-    assert default_shard_clips(25_000, fma) * 3 * 2**18 * 2 <= 64 * 2**20
+    assert default_shard_clips(25_000, fma) * fma.feature("waveform").clip_bytes <= 64 * 2**20
 
 
 def test_layout_cuts_the_clip_axis_into_whole_shards_and_a_partial_last_one():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from featurestore.environment import require
+from featurestore.errors import UserError
 
 CHECKPOINTS = ("best.pt", "last.pt")
 
@@ -20,56 +21,48 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("train", help="train a model on a feature store",
                               description="Train a model on a store's train split, select the best epoch on "
-                                          "valid, and evaluate it on test (metrics.json, report.md, figures in OUT).")
+                                          "valid, and evaluate it on test (metrics.json, report.md, figures in OUT). "
+                                          "Options come from the defaults, then --recipe, then --config, then the "
+                                          "flags given.")
     p.add_argument("store", metavar="STORE")
-    p.add_argument("--model", required=True, help="see `featurestore models`")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
-    p.add_argument("--input", help="input kind (default: the model's natural one): logmel, mfcc, waveform, "
-                                   "handcrafted, waveform+mfcc")
-    p.add_argument("--task", choices=("multilabel", "multiclass"),
-                   help="default: multilabel if any clip has several labels")
-    p.add_argument("--epochs", type=int, default=30, help="default 30")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4")
-    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam", help="default adam")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--scheduler", choices=("plateau", "none"), default="plateau", help="ReduceLROnPlateau on --monitor")
-    p.add_argument("--lr-patience", type=int, default=3, help="plateau epochs before the learning rate drops")
-    p.add_argument("--lr-factor", type=float, default=0.5, help="learning rate multiplier on a plateau")
-    p.add_argument("--patience", type=int, help="stop early after this many epochs without improvement")
-    p.add_argument("--monitor", choices=("val_roc_auc", "val_pr_auc", "val_accuracy", "val_macro_f1", "val_loss"),
-                   help="checkpoint selection (default: val_roc_auc for multilabel, val_accuracy for multiclass)")
-    p.add_argument("--class-weights", choices=("balanced",),
-                   help="weigh the loss by inverse class frequency (multilabel: negatives/positives per tag)")
-    p.add_argument("--crop-frames", type=int, help="train on random log-mel/MFCC windows of this many frames")
-    p.add_argument("--crop-samples", type=int, help="train on random waveform windows of this many samples")
-    p.add_argument("--eval-crops", type=int, default=1,
-                   help="evaluate on K evenly spaced windows, averaged (default 1: the centre one)")
-    p.add_argument("--segments", choices=("split", "flat"), default="split",
-                   help="handcrafted input: one sample per segment, evaluated per track (split), "
-                        "or all segments as one vector (flat)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="train-time augmentation with the FMA report's recipes (default on)")
-    p.add_argument("--aug-prob", type=float, default=0.5, help="probability of each augmentation (default 0.5)")
-    p.add_argument("--time-mask", type=int, default=30, help="SpecAugment: at most this many time bins")
-    p.add_argument("--freq-mask", type=int, default=2, help="SpecAugment: at most this many mel/MFCC bins")
-    p.add_argument("--noise-sigma", type=float, default=0.015, help="Gaussian noise on normalised features")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 autocast on CUDA (default on; the CPU always trains in float32)")
-    p.add_argument("--seed", type=int, default=0, help="all randomness follows from it (default 0)")
-    p.add_argument("--num-workers", type=int, default=4,
-                   help="DataLoader workers (default 4, at most the cores available)")
-    p.add_argument("--block-clips", type=int, help="clips per read (default: whole chunks, about 128 clips)")
-    p.add_argument("--shuffle-buffer", type=int, help="clips in the shuffle buffer (default: about 128 MB)")
-    p.add_argument("--folds", type=int, help="K-fold cross-validation over train+valid, groups kept together")
-    p.add_argument("--allow-partial", action="store_true", help="train on an unfinished store's ok clips")
-    p.add_argument("--verify-store", action="store_true",
-                   help="re-hash every shard before training, as `featurestore verify` does (default: a cheap check "
-                        "of the shard files against the commit records)")
+    p.add_argument("--config", metavar="FILE", help="options from a JSON file: a run's config.json, the best.json "
+                                                    "of `featurestore tune`, or a flat {option: value} object")
+    add_train_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("recipes", help="list the published setups `train --recipe` reproduces",
+                              description="Every recipe's model, optimisation, augmentation, crops and search space.")
+    p.set_defaults(func=_recipes)
+
+    p = subparsers.add_parser("tune", help="search a recipe's hyperparameters with Optuna (resumable)",
+                              description="Train one run per trial over the recipe's search space (the reports' "
+                                          "spaces; `featurestore recipes` lists them), prune hopeless trials, and "
+                                          "write trials.csv, tune.md, tune.png and best.json into OUT. The study "
+                                          "lives in OUT/study.db: run the same command again to continue it.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--out", required=True, metavar="DIR", help="study folder (created, or continued)")
+    p.add_argument("--trials", type=int, required=True, help="complete or pruned trials the study should reach")
+    p.add_argument("--sampler", choices=("tpe", "random"), help="default: the recipe's (random for the GTZAN "
+                                                                 "features report's randomized search, else TPE)")
+    p.add_argument("--pruning", action=argparse.BooleanOptionalAction, default=True,
+                   help="stop a trial whose learning curve falls below the median of earlier ones (default on)")
+    add_train_options(p)  # fixed for every trial; --folds 0 turns the recipe's cross-validation off
+    p.set_defaults(func=_tune)
+
+    p = subparsers.add_parser("explore", help="t-SNE and K-means of a store's features, with silhouette scores",
+                              description="Standardise a feature (per segment, or per clip its bands' means and "
+                                          "stds), draw its t-SNE coloured by label and by K-means cluster (K = "
+                                          "labels), and score the clusters (silhouette, ARI, NMI) into OUT.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--feature", help="default: handcrafted if the store has it, else logmel")
+    p.add_argument("--split", choices=("all", "train", "valid", "test"), default="all")
+    p.add_argument("--max-points", type=int, default=5000, help="points t-SNE draws, a seeded sample (default 5000)")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_explore)
 
     p = subparsers.add_parser("evaluate", help="evaluate a trained run on a split",
                               description="Recompute a run's metrics, report and figures on a split.")
@@ -97,6 +90,74 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=_predict)
 
 
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """The options of a run, as flags; none has an argparse default, so `trainers.options` sees only
+    what was typed and layers it over the recipe's and the plain defaults."""
+    def opt(*names, **kw):
+        p.add_argument(*names, default=argparse.SUPPRESS, **kw)
+
+    on_off = argparse.BooleanOptionalAction
+    opt("--recipe", help="a published setup's options (see `featurestore recipes`); any flag overrides them")
+    opt("--model", help="see `featurestore models` (required without --recipe)")
+    opt("--input", help="input kind (default: the model's natural one): logmel, mfcc, waveform, handcrafted, "
+                        "waveform+mfcc")
+    opt("--task", choices=("multilabel", "multiclass"), help="default: multilabel if any clip has several labels")
+    opt("--epochs", type=int, help="default 30")
+    opt("--batch-size", type=int, help="default 32")
+    opt("--lr", type=float, help="learning rate (default 1e-3)")
+    opt("--weight-decay", type=float, help="default 1e-4")
+    opt("--optimizer", choices=("adam", "adamw", "sgd"), help="default adam")
+    opt("--momentum", type=float, help="SGD momentum (default 0.9)")
+    opt("--scheduler", choices=("plateau", "none"), help="ReduceLROnPlateau on --monitor (default plateau)")
+    opt("--lr-patience", type=int, help="plateau epochs before the learning rate drops (default 3)")
+    opt("--lr-factor", type=float, help="learning rate multiplier on a plateau (default 0.5)")
+    opt("--patience", type=int, help="stop early after this many epochs without improvement")
+    opt("--monitor", choices=("val_roc_auc", "val_pr_auc", "val_accuracy", "val_macro_f1", "val_loss"),
+        help="checkpoint selection (default: val_roc_auc for multilabel, val_accuracy for multiclass)")
+    opt("--class-weights", choices=("balanced",),
+        help="weigh the loss by inverse class frequency (multilabel: negatives/positives per tag)")
+    opt("--crop-frames", type=int, help="train on random log-mel/MFCC windows of this many frames")
+    opt("--crop-samples", type=int, help="train on random waveform windows of this many samples")
+    opt("--eval-crops", type=int, help="evaluate on K evenly spaced windows, averaged (default 1: the centre one)")
+    opt("--aligned-crops", action=on_off,
+        help="waveform + MFCC input: both windows cover the same seconds (default on)")
+    opt("--image-size", type=int, help="spectrograms as SIZE x SIZE images scaled to [0, 1] (YOLO report: 416, 640)")
+    opt("--segments", choices=("split", "flat"),
+        help="handcrafted input: one sample per segment, evaluated per track (split, default), "
+             "or all segments as one vector (flat)")
+    opt("--augment", action=on_off, help="train-time augmentation (default on; recipes say their own)")
+    opt("--aug-prob", type=float, help="probability of every augmentation not given its own (default 0.5)")
+    for name, what in (("wave-noise-p", "Gaussian noise on waveforms"), ("wave-mask-p", "a zeroed waveform span"),
+                       ("time-mask-p", "a SpecAugment time mask"), ("freq-mask-p", "a SpecAugment mel/MFCC mask"),
+                       ("feature-noise-p", "Gaussian noise on normalised features")):
+        opt(f"--{name}", type=float, help=f"probability of {what} (default --aug-prob)")
+    opt("--time-mask", type=int, help="SpecAugment: at most this many time bins (default 30)")
+    opt("--freq-mask", type=int, help="SpecAugment: at most this many mel/MFCC bins (default 2)")
+    opt("--noise-sigma", type=float, help="Gaussian noise on normalised features (default 0.015)")
+    opt("--split", metavar="TRAIN/TEST", help="re-split every usable clip, e.g. 70/30 (groups kept apart); "
+                                              "valid is then --valid-fraction of train")
+    opt("--valid-fraction", type=float, help="with --split: share of train held out for selection (default 0.1)")
+    opt("--folds", type=int, help="K-fold cross-validation over train+valid, groups kept together")
+    opt("--init-from", nargs="+", metavar="RUN", help="mixnet: start from the encoders of an nnet1 and an nnet2 run")
+    opt("--freeze-encoders", action=on_off, help="with --init-from: train only the classifier")
+    opt("--device", help="auto, cpu or cuda (default auto)")
+    opt("--amp", action=on_off, help="bf16 autocast on CUDA (default on; the CPU always trains in float32)")
+    opt("--seed", type=int, help="all randomness follows from it (default 0)")
+    opt("--num-workers", type=int, help="DataLoader workers (default 4, at most the cores available)")
+    opt("--block-clips", type=int, help="clips per read (default: whole chunks, about 128 clips)")
+    opt("--shuffle-buffer", type=int, help="clips in the shuffle buffer (default: about 128 MB)")
+    opt("--allow-partial", action="store_true", help="train on an unfinished store's ok clips")
+    opt("--verify-store", action="store_true",
+        help="re-hash every shard before training, as `featurestore verify` does (default: a cheap check "
+             "of the shard files against the commit records)")
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    from trainers.options import DEFAULTS
+
+    return {k: v for k, v in vars(args).items() if k in DEFAULTS}
+
+
 def _models(args) -> int:
     require()  # a broken install is one line, not a traceback from an import
     from trainers.zoo import model_table
@@ -107,29 +168,49 @@ def _models(args) -> int:
 
 def _train(args) -> int:
     require()  # a broken install is one line, not a traceback from an import
-    from trainers.augment import AugmentConfig
-    from trainers.config import TrainConfig
-    from trainers.inputs import InputConfig
     from trainers.loop import train
-    from trainers.models import model_info
+    from trainers.options import resolve, to_config
 
-    p = args.aug_prob if args.augment else 0.0
-    augment = AugmentConfig(wave_noise_p=p, wave_mask_p=p, time_mask_p=p, freq_mask_p=p, feature_noise_p=p,
-                            time_mask_bins=args.time_mask, freq_mask_bins=args.freq_mask,
-                            feature_noise_sigma=args.noise_sigma)
-    inputs = InputConfig(kind=args.input or model_info(args.model).natural_input, crop_frames=args.crop_frames,
-                         crop_samples=args.crop_samples, eval_crops=args.eval_crops, segments=args.segments == "split")
-    config = TrainConfig(
-        store=args.store, model=args.model, out=args.out, input=inputs, augment=augment, task=args.task,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        optimizer=args.optimizer, momentum=args.momentum, scheduler=args.scheduler, lr_patience=args.lr_patience,
-        lr_factor=args.lr_factor, patience=args.patience, monitor=args.monitor, class_weights=args.class_weights,
-        device=args.device, amp=args.amp, seed=args.seed, num_workers=args.num_workers, block_clips=args.block_clips,
-        shuffle_buffer=args.shuffle_buffer, folds=args.folds, allow_partial=args.allow_partial,
-        verify_store=args.verify_store, resume=args.resume,
-    )
-    result = train(config)
+    options = resolve(config_file=args.config, flags=given_options(args))
+    result = train(to_config(args.store, args.out, options, resume=args.resume))
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in _headline(result).items()))
+    return 0
+
+
+def _tune(args) -> int:
+    require()
+    from trainers.tune import TuneConfig, tune
+
+    given = given_options(args)
+    name = given.pop("recipe", None)
+    if name is None:
+        raise UserError("featurestore tune needs --recipe NAME: the recipe gives the search space "
+                         "(see `featurestore recipes`)")
+    folds = given.pop("folds", None)
+    result = tune(TuneConfig(store=args.store, recipe=name, out=args.out, trials=args.trials, sampler=args.sampler,
+                             folds=folds, pruning=args.pruning, overrides=given))
+    best = "no trial completed" if result["best_trial"] is None else (
+        f"best trial {result['best_trial']}: {result['best_value']:.4f}")
+    print(f"wrote {args.out}: {result['trials']} trials, {best}; options in {args.out}/best.json")
+    return 0
+
+
+def _explore(args) -> int:
+    require()
+    from trainers.explore import ExploreConfig, explore
+
+    summary = explore(ExploreConfig(store=args.store, out=args.out, feature=args.feature, split=args.split,
+                                    max_points=args.max_points, perplexity=args.perplexity, seed=args.seed))
+    print(f"{summary['feature']}: {summary['points']} points, K = {summary['k']}: silhouette (K-means) "
+          f"{summary['silhouette_kmeans']:.4f}, silhouette (labels) {summary['silhouette_labels']:.4f}, "
+          f"ARI {summary['adjusted_rand_index']:.4f}; wrote {args.out}/tsne.png, explore.json, points.csv")
+    return 0
+
+
+def _recipes(args) -> int:
+    from trainers.recipes import recipe_table
+
+    print(recipe_table())
     return 0
 
 

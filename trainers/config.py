@@ -48,6 +48,11 @@ class TrainConfig:
     block_clips: int | None = None  # None: from the store's chunk and shard sizes
     shuffle_buffer: int | None = None  # clips; None: about 256 MB of rows
     folds: int | None = None
+    split: str | None = None  # "70/30": re-split every usable clip into train/test, valid from train
+    valid_fraction: float = 0.1  # with `split`: the share of train (by group) held out for selection
+    init_from: tuple[str, ...] | None = None  # runs whose encoders start the model (mixnet: nnet1, nnet2)
+    freeze_encoders: bool = False  # train only the classifier on top of `init_from`'s encoders
+    recipe: str | None = None  # the named setup these options came from (trainers.recipes)
     allow_partial: bool = False
     verify_store: bool = False  # re-hash every shard before training (default: check files against records)
     resume: bool = False
@@ -68,6 +73,14 @@ class TrainConfig:
             raise UserError("--num-workers must be >= 0")
         if self.folds is not None and self.folds < 2:
             raise UserError("--folds must be >= 2")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise UserError("--valid-fraction must lie strictly between 0 and 1")
+        if self.split is not None:
+            parse_split(self.split)
+        if self.freeze_encoders and not self.init_from:
+            raise UserError(f"{'recipe ' + self.recipe if self.recipe else '--freeze-encoders'} trains only the "
+                            "classifier on trained encoders: pass --init-from RUN_NNET1 RUN_NNET2 (runs of the "
+                            "fma-nnet1 and fma-nnet2 recipes), or --no-freeze-encoders to train everything from scratch")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,6 +89,8 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         d["input"] = InputConfig(**d["input"])
+        if d.get("init_from"):
+            d["init_from"] = tuple(d["init_from"])
         d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
         return cls(**d)
 
@@ -83,6 +98,17 @@ class TrainConfig:
         """The requested DataLoader workers, never more than the cores this process may use."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return max(0, min(self.num_workers, cores))
+
+
+def parse_split(text: str) -> tuple[float, float]:
+    """'70/30' -> (0.7, 0.3): train and test shares of every usable clip."""
+    try:
+        train, test = (float(v) for v in text.split("/"))
+    except ValueError:
+        train = test = 0.0
+    if not (train > 0 and test > 0):
+        raise UserError(f"--split {text!r}: expected two positive numbers like 70/30 (train/test)")
+    return train / (train + test), test / (train + test)
 
 
 def load_run(run: str | os.PathLike) -> dict[str, Any]:

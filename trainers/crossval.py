@@ -32,7 +32,8 @@ def cross_validate(config: TrainConfig, data: Data, fit: Callable[..., dict[str,
                                           resume=config.resume and (fold_out / "config.json").is_file())
         results.append(fit(fold_config, data, train_idx, held_out, data.splits["test"], fold_out,
                            fold=k, folds=config.folds))
-    summary: dict[str, Any] = {"folds": config.folds, "monitor": monitor}
+    summary: dict[str, Any] = {"folds": config.folds, "monitor": monitor,
+                               "best": float(pd.Series([r["best"] for r in results], dtype=float).mean())}
     for part in ("valid", "test"):
         frame = pd.DataFrame([r[part] for r in results])
         summary[part] = {"mean": frame.mean().to_dict(), "std": frame.std(ddof=0).to_dict(),

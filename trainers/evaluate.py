@@ -18,19 +18,28 @@ from trainers import checkpoint
 from trainers.config import TrainConfig, load_run
 from trainers.data import EvalDataset
 from trainers.io import write_json
-from trainers.prepare import Data, folds, open_data, require
+from trainers.prepare import Data, folds, open_data, require, run_splits
 from trainers.report import write_report
 from trainers.runtime import infer, make_loader, make_model, resolve_device
-from trainers.tasks import Evaluation
+from trainers.tasks import AveragedLoss, Evaluation
 
 
 def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: TrainConfig,
-                   device: torch.device) -> tuple[Evaluation, float]:
-    """Metrics on the clips at `indices`, and the plain (unweighted) loss there."""
+                   device: torch.device) -> Evaluation:
+    """Metrics on the clips at `indices`, with the plain (unweighted) loss of their averaged
+    predictions as `loss`; segment inputs are also scored segment by segment (`levels`)."""
     loader = make_loader(EvalDataset(data.source(indices, config.input)), batch_size=config.batch_size,
                          workers=config.workers(), device=device)
-    y, prob, _, loss = infer(model, pipeline, loader, data.task, device, data.task.loss().to(device), amp=config.amp)
-    return data.task.evaluate(y, prob), loss
+    segments = config.input.explode_segments
+    result = infer(model, pipeline, loader, data.task, device, AveragedLoss(data.task), amp=config.amp,
+                   per_view=segments)
+    evaluation = data.task.evaluate(result.y, result.prob)
+    evaluation.summary["loss"] = result.loss
+    if segments:
+        per_segment = data.task.evaluate(result.view_y, result.view_prob).summary
+        per_segment["n_segments"] = per_segment.pop("n_clips")
+        evaluation.levels["segments"] = per_segment
+    return evaluation
 
 
 def write_evaluation(out: Path, evaluation: Evaluation, *, meta: dict[str, Any], title: str,
@@ -55,8 +64,9 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     resolved = saved["resolved"]
     if not (Path(run) / which).is_file() and resolved.get("folds") and not resolved.get("fold"):
         raise UserError(f"{run} is a {resolved['folds']}-fold cross-validation: evaluate one fold, e.g. {run}/fold_1")
-    data = open_data(store or config.store, config.input, task=resolved["task"], allow_partial=config.allow_partial,
-                     expect_hash=resolved["spec_hash"], full_check=verify_store)
+    data = run_splits(open_data(store or config.store, config.input, task=resolved["task"],
+                                allow_partial=config.allow_partial, expect_hash=resolved["spec_hash"],
+                                full_check=verify_store), config)
     if list(data.labels) != resolved["labels"]:
         raise UserError(f"store {data.url} has other labels than the run's ({len(data.labels)} vs "
                         f"{len(resolved['labels'])}): evaluate on a store built from the same vocabulary")
@@ -68,8 +78,7 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     model.to(dev)
     pipeline.to(dev)
     indices = split_for_run(data, resolved, split, config.seed)
-    evaluation, loss = evaluate_model(model, pipeline, data, indices, config, dev)
-    evaluation.summary["loss"] = loss
+    evaluation = evaluate_model(model, pipeline, data, indices, config, dev)
     target = Path(out) if out else Path(run) / f"eval-{split}"
     history_path = Path(run) / "history.csv"
     write_evaluation(

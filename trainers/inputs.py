@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from featurestore.errors import UserError
+from featurestore.features.builtin import crop_starts
 from featurestore.spec import FeatureSpec
 from trainers.augment import Augment, AugmentConfig
 
@@ -37,6 +38,11 @@ class InputConfig:
     clip / stored crop); evaluate on `eval_crops` evenly spaced windows (1: the centre one).
     `segments`: handcrafted descriptors as one training sample per segment, evaluated per clip by
     averaging its segments (GTZAN features report); False flattens all segments into one vector.
+    `aligned`: for a waveform + spectrogram pair, the spectrogram window starts at the frame of
+    the waveform window's first sample, so both cover the same seconds (MixNet), in training and
+    evaluation alike. `image_size`: spectrogram windows become S x S three-channel images, each
+    scaled to [0, 1] by its own minimum and maximum (a rendered spectrogram, the YOLO report's
+    input), instead of being normalised with the store's statistics.
     """
 
     kind: str
@@ -44,6 +50,8 @@ class InputConfig:
     crop_samples: int | None = None
     eval_crops: int = 1
     segments: bool = True
+    aligned: bool = True  # a waveform + spectrogram pair: both windows cover the same seconds
+    image_size: int | None = None  # spectrograms as square images scaled to [0, 1] (the YOLO report)
 
     @property
     def arrays(self) -> tuple[str, ...]:
@@ -67,6 +75,8 @@ class InputConfig:
             )
         if self.eval_crops < 1:
             raise UserError("--eval-crops must be >= 1")
+        if self.image_size is not None and not 16 <= self.image_size <= 2048:
+            raise UserError("--image-size must lie in 16..2048 pixels")
         crops = {"spectrogram": ("--crop-frames", self.crop_frames), "waveform": ("--crop-samples", self.crop_samples)}
         for name in self.arrays:
             feature = spec.feature(name)
@@ -83,7 +93,7 @@ class InputConfig:
     def _shape(self, feature) -> tuple[int, ...]:
         rows, length = feature.clip_shape()
         if feature.layout == "spectrogram":
-            return (1, rows, self.crop_frames or length)
+            return (3, self.image_size, self.image_size) if self.image_size else (1, rows, self.crop_frames or length)
         if feature.layout == "waveform":
             return (1, self.crop_samples or length)
         return (length,) if self.segments else (rows * length,)
@@ -106,17 +116,25 @@ def _window_positions(train: bool, batch: int, n_positions: int, views: int, dev
     return pos.expand(batch, -1)
 
 
-def take_windows(x: torch.Tensor, length: int, train: bool, views: int) -> torch.Tensor:
+def window_positions(x: torch.Tensor, length: int, train: bool, views: int) -> torch.Tensor:
+    """(batch, views) windows of `length` over x (batch, crops, ..., time), numbered crop by crop."""
+    per_crop = x.shape[-1] - length + 1
+    return _window_positions(train, x.shape[0], x.shape[1] * per_crop, views, x.device)
+
+
+def take_windows(x: torch.Tensor, length: int, train: bool, views: int,
+                 positions: torch.Tensor | None = None) -> torch.Tensor:
     """Windows of `length` along the last axis of x (batch, crops, ..., time): (batch, views, ..., length).
 
     The stored crops are laid end to end, so a window is a (crop, offset) pair; at evaluation the
-    `views` windows are evenly spaced over all of them.
+    `views` windows are evenly spaced over all of them. `positions` (from `window_positions`)
+    picks them instead.
     """
     b, crops, t = x.shape[0], x.shape[1], x.shape[-1]
     per_crop = t - length + 1
-    if crops * per_crop == 1:
+    if crops * per_crop == 1 and positions is None:
         return x
-    g = _window_positions(train, b, crops * per_crop, views, x.device)
+    g = window_positions(x, length, train, views) if positions is None else positions
     picked = x[torch.arange(b, device=x.device)[:, None], g // per_crop]  # (b, v, ..., t)
     idx = (g % per_crop)[..., None] + torch.arange(length, device=x.device)  # (b, v, length)
     idx = idx.view(*idx.shape[:2], *([1] * (picked.dim() - 3)), length).expand(*picked.shape[:-1], length)
@@ -155,17 +173,48 @@ class InputPipeline(nn.Module):
         mean, std = getattr(self, f"{name}_mean").view(shape), getattr(self, f"{name}_std").view(shape)
         return (x.float() - mean) / std
 
-    def _one(self, name: str, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def _aligned_frames(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        """Window positions for an aligned waveform + spectrogram pair: the waveform's drawn as usual,
+        the spectrogram's at the frame where that waveform window starts."""
+        if not self.config.aligned or sorted(self.layouts.values()) != ["spectrogram", "waveform"]:
+            return {}
+        c, views = self.config, self.config.eval_crops
+        wave = next(n for n, layout in self.layouts.items() if layout == "waveform")
+        spec = next(n for n, layout in self.layouts.items() if layout == "spectrogram")
+        x, frames = batch[wave], batch[spec].shape[-1]
+        length = c.crop_samples or x.shape[-1]
+        g = window_positions(x, length, train, views)
+        per_crop = x.shape[-1] - length + 1
+        starts = torch.as_tensor(crop_starts(self.spec), device=x.device)
+        first_sample = starts[g // per_crop] + g % per_crop
+        room = frames - (c.crop_frames or frames)
+        first_frame = torch.div(first_sample + self.spec.hop // 2, self.spec.hop, rounding_mode="floor")
+        return {wave: g, spec: first_frame.clamp(0, room)}
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, v, bands, frames) → (b, v, 3, S, S): each window resized, then scaled to [0, 1] by its extremes."""
+        b, v = x.shape[:2]
+        size = self.config.image_size
+        image = nn.functional.interpolate(x.float().reshape(b * v, 1, *x.shape[2:]), size=(size, size),
+                                          mode="bilinear", align_corners=False).flatten(1)
+        lo, hi = image.amin(-1, keepdim=True), image.amax(-1, keepdim=True)
+        image = (image - lo) / (hi - lo).clamp_min(1e-6)
+        return image.view(b * v, 1, size, size).expand(-1, 3, -1, -1).reshape(b, v, 3, size, size)
+
+    def _one(self, name: str, x: torch.Tensor, train: bool, positions: torch.Tensor | None = None) -> torch.Tensor:
         """One feature → (batch, views, *sample shape)."""
         c, views = self.config, self.config.eval_crops
         if self.layouts[name] == "spectrogram":
-            x = take_windows(x.unsqueeze(1), c.crop_frames or x.shape[-1], train, views)
-            x = self._normalise(name, x, -2).unsqueeze(2)  # (b, v, 1, bands, frames)
+            x = take_windows(x.unsqueeze(1), c.crop_frames or x.shape[-1], train, views, positions)
+            if c.image_size:
+                x = self._image(x)
+            else:
+                x = self._normalise(name, x, -2).unsqueeze(2)  # (b, v, 1, bands, frames)
             if train:
                 x = self.augment.spectrogram(x[:, 0]).unsqueeze(1)
             return x
         if self.layouts[name] == "waveform":
-            x = take_windows(x, c.crop_samples or x.shape[-1], train, views).float().unsqueeze(2)
+            x = take_windows(x, c.crop_samples or x.shape[-1], train, views, positions).float().unsqueeze(2)
             if train:
                 x = self.augment.waveform(x[:, 0]).unsqueeze(1)
             return x
@@ -180,7 +229,8 @@ class InputPipeline(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], train: bool):
         """Returns (model input, view weights): input rows are (batch * views); weights (batch, views)."""
-        parts = [self._one(name, batch[name], train) for name in self.config.arrays]
+        positions = self._aligned_frames(batch, train)
+        parts = [self._one(name, batch[name], train, positions.get(name)) for name in self.config.arrays]
         views = max(p.shape[1] for p in parts)
         parts = [p.expand(-1, views, *p.shape[2:]) if p.shape[1] == 1 else p for p in parts]
         flat = [p.reshape(-1, *p.shape[2:]) for p in parts]

@@ -12,6 +12,7 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,14 @@ from trainers.data import EvalDataset, StreamingDataset
 from trainers.evaluate import evaluate_model, write_evaluation
 from trainers.io import atomic_path, write_json
 from trainers.models import check_input_kind, count_parameters
-from trainers.prepare import Data, open_data, require
+from trainers.options import from_config
+from trainers.prepare import Data, open_data, require, run_splits
 from trainers.runtime import autocast, infer, make_loader, make_model, resolve_device, to_device
-from trainers.tasks import DEFAULT_MONITOR, MONITORS
+from trainers.tasks import DEFAULT_MONITOR, MONITORS, AveragedLoss
+from trainers.transfer import init_from_runs
 
 HISTORY = "history.csv"
+OnEpoch = Callable[[int, float], None]
 TARGET_BLOCK_CLIPS = 128
 BUFFER_BYTES = 128 * 2**20
 
@@ -69,7 +73,9 @@ def buffer_clips(data: Data, config: TrainConfig, block: int) -> int:
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params, kw = model.parameters(), {"lr": config.lr, "weight_decay": config.weight_decay}
+    """Over the parameters that train (frozen encoders are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    kw = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, momentum=config.momentum, **kw)
     return (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(params, **kw)
@@ -79,16 +85,20 @@ class Fit:
     """One model trained on one (train, valid) pair of clip sets, writing into `out`."""
 
     def __init__(self, config: TrainConfig, data: Data, train: np.ndarray, valid: np.ndarray, out: Path,
-                 monitor: str, device: torch.device, progress: bool | None):
+                 monitor: str, device: torch.device, progress: bool | None, on_epoch: OnEpoch | None = None):
         self.config, self.data, self.out, self.device, self.progress = config, data, out, device, progress
+        self.on_epoch = on_epoch
         self.column, self.mode = MONITORS[monitor]
         torch.manual_seed(config.seed)
         self.model, self.pipeline = make_model(config.model, data.spec, config.input, len(data.labels), config.augment)
-        self.pipeline.set_stats(data.stats)
+        self.pipeline.set_stats(data.stats_for(train))
+        if config.init_from:
+            init_from_runs(self.model, self.pipeline, config.init_from, data.arrays_hash, config.freeze_encoders)
         self.model.to(device)
         self.pipeline.to(device)
         weights = data.task.class_weights(data.targets[train]) if config.class_weights else None
         self.loss_fn = data.task.loss(weights).to(device)
+        self.valid_loss = AveragedLoss(data.task, weights)
         self.optimizer = make_optimizer(config, self.model)
         self.scheduler = (
             torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode=self.mode, factor=config.lr_factor,
@@ -166,8 +176,8 @@ class Fit:
             torch.manual_seed(epoch_seed(c.seed, epoch))
             self.train_set.set_epoch(epoch)
             train_loss, seen, seconds = self._train_epoch(epoch, train_loader)
-            y, prob, _, val_loss = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
-                                         self.loss_fn, amp=c.amp)
+            y, prob, _, val_loss, *_ = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
+                                             self.valid_loss, amp=c.amp)
             evaluation = self.data.task.evaluate(y, prob)
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    **{f"val_{k}": v for k, v in evaluation.summary.items() if k != "n_clips"},
@@ -186,11 +196,15 @@ class Fit:
             with atomic_path(self.out / HISTORY) as tmp:
                 pd.DataFrame(self.history).to_csv(tmp, index=False)
             checkpoint.save(self.out / checkpoint.LAST, self._checkpoint(full=True))
-            tqdm.write(
-                f"epoch {epoch}/{c.epochs}  train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
-                f"{self.column} {value:.4f}{'  *' if self.state['best_epoch'] == epoch else ''}  "
-                f"lr {row['lr']:.2g}  {row['samples_per_s']:.0f} samples/s", file=sys.stdout,
-            )
+            parts = [f"epoch {epoch}/{c.epochs}", f"train_loss {train_loss:.4f}", f"val_loss {val_loss:.4f}"]
+            if self.column != "val_loss":  # the monitored value, unless it was just printed
+                parts.append(f"{self.column} {value:.4f}")
+            if self.state["best_epoch"] == epoch:
+                parts[-1] += "  *"
+            parts += [f"lr {row['lr']:.2g}", f"{row['samples_per_s']:.0f} samples/s"]
+            tqdm.write("  ".join(parts), file=sys.stdout)
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, value)
         if c.patience is not None and self.state["bad_epochs"] >= c.patience and self.state["epoch"] < c.epochs:
             print(f"early stopping after epoch {self.state['epoch']}: "
                   f"no {self.column} improvement in {c.patience} epochs")
@@ -206,8 +220,7 @@ class Fit:
         if len(test) == 0:
             print(f"store {self.data.url} has no usable test clips: metrics.json not written")
             return {}
-        evaluation, loss = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device)
-        evaluation.summary["loss"] = loss
+        evaluation = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device)
         for note in evaluation.notes:
             print(f"note: {note}")
         write_evaluation(self.out, evaluation, meta=meta, title=title, history=pd.DataFrame(self.history),
@@ -225,7 +238,7 @@ def _write_config(out: Path, config: TrainConfig, data: Data, monitor: str, devi
         "workers": config.workers(), "clips": {k: int(len(v)) for k, v in data.splits.items()},
         "notes": data.notes, "versions": {"featurestore": __version__, "torch": torch.__version__}, **extra,
     }
-    write_json(out / "config.json", {"train": config.to_dict(), "resolved": resolved})
+    write_json(out / "config.json", {"train": config.to_dict(), "options": from_config(config), "resolved": resolved})
 
 
 def _prepare_out(config: TrainConfig) -> None:
@@ -245,12 +258,18 @@ def _prepare_out(config: TrainConfig) -> None:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
 
 
-def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Train (or cross-validate with --folds) and test the best checkpoint(s); returns the metrics summary."""
+def train(config: TrainConfig, progress: bool | None = None, on_epoch: OnEpoch | None = None) -> dict[str, Any]:
+    """Train (or cross-validate with --folds) and test the best checkpoint(s); returns the metrics summary.
+
+    `on_epoch(step, value)` sees the monitored value after every epoch (steps count on over folds);
+    `featurestore tune` prunes trials from it."""
     check_input_kind(config.model, config.input.kind)
     _prepare_out(config)
-    data = open_data(config.store, config.input, task=config.task, allow_partial=config.allow_partial,
-                     full_check=config.verify_store)
+    try:
+        data = run_splits(open_data(config.store, config.input, task=config.task,
+                                    allow_partial=config.allow_partial, full_check=config.verify_store), config)
+    except UserError as exc:
+        raise _recipe_hint(exc, config) from None
     monitor = config.monitor or DEFAULT_MONITOR[data.task.name]
     if monitor not in MONITORS:
         raise UserError(f"--monitor must be one of {', '.join(MONITORS)}")
@@ -260,18 +279,33 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
         print(f"note: {note}")
     if config.folds:
         _write_config(Path(config.out), config, data, monitor, device, folds=config.folds)
-        fit = functools.partial(fit_and_test, monitor=monitor, device=device, progress=progress)
+        fit = functools.partial(fit_and_test, monitor=monitor, device=device, progress=progress, on_epoch=on_epoch)
         return cross_validate(config, data, fit, MONITORS[monitor][0])
     train_idx = require(data.splits["train"], "train", data.url)
     valid_idx = require(data.splits["valid"], "valid", data.url)
     return fit_and_test(config, data, train_idx, valid_idx, data.splits["test"], Path(config.out), monitor, device,
-                        progress)
+                        progress, on_epoch)
+
+
+def _recipe_hint(exc: UserError, config: TrainConfig) -> UserError:
+    """A recipe's crop sizes fit the preset its report used: say so when a store is too short for them."""
+    if config.recipe and str(exc).startswith("--crop-"):
+        from trainers.recipes import recipe
+
+        return UserError(f"{exc}: recipe {config.recipe} sets it for stores built with --preset "
+                         f"{recipe(config.recipe).preset}; pass the flag to override it")
+    return exc
 
 
 def fit_and_test(config: TrainConfig, data: Data, train_idx: np.ndarray, valid_idx: np.ndarray, test_idx: np.ndarray,
-                 out: Path, monitor: str, device: torch.device, progress: bool | None, **extra: Any) -> dict[str, Any]:
-    """Train on `train_idx`, select on `valid_idx`, test the best checkpoint; {"valid", "test", "best_epoch"}."""
-    fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress)
+                 out: Path, monitor: str, device: torch.device, progress: bool | None,
+                 on_epoch: OnEpoch | None = None, **extra: Any) -> dict[str, Any]:
+    """Train on `train_idx`, select on `valid_idx`, test the best checkpoint;
+    {"valid", "test", "best_epoch", "best" (the monitored value there)}."""
+    if on_epoch is not None and extra.get("fold"):
+        first, report = (extra["fold"] - 1) * config.epochs, on_epoch
+        on_epoch = lambda epoch, value: report(first + epoch, value)  # noqa: E731
+    fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress, on_epoch)
     n_params = count_parameters(fit.model)
     if (out / checkpoint.LAST).is_file() and config.resume:
         fit.restore()
@@ -282,4 +316,4 @@ def fit_and_test(config: TrainConfig, data: Data, train_idx: np.ndarray, valid_i
           f"on {len(train_idx)} train / {len(valid_idx)} valid clips, {data.task.name}, {device}")
     state = fit.run()
     summary = fit.test(test_idx, f"{config.model} on {data.url}")
-    return {"valid": state["best_valid"], "test": summary, "best_epoch": state["best_epoch"]}
+    return {"valid": state["best_valid"], "test": summary, "best_epoch": state["best_epoch"], "best": state["best"]}

@@ -7,6 +7,7 @@ missing feature, a multi-label manifest forced into a single-label task, an empt
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,11 +34,25 @@ class Data:
     groups: np.ndarray
     chunk_clips: int
     shard_clips: int
-    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]  # over the manifest's train split
     notes: list[str] = field(default_factory=list)
+
+    inputs: InputConfig | None = None
+    stats_clips: np.ndarray | None = None  # the clips `stats` were computed over
 
     def source(self, indices: np.ndarray, inputs: InputConfig) -> Source:
         return Source(self.url, inputs.arrays, np.sort(indices), self.targets, self.spec)
+
+    def stats_for(self, train: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Normalisation statistics over exactly the clips a model trains on: the store's own for its
+        train split, else (a fold, a re-split) the same sums over those clips' stored features."""
+        if np.array_equal(np.sort(train), self.stats_clips):
+            return self.stats
+        return _sums_over(open_store(self.url), self.inputs, np.sort(train))
+
+    def arrays_hash(self, arrays: tuple[str, ...]) -> str:
+        """The identity of these arrays' stored values (equal in stores built with the same settings)."""
+        return open_store(self.url).inputs_hash(arrays)
 
 
 def check_complete(store, arrays: tuple[str, ...], allow_partial: bool, full_check: bool = False) -> None:
@@ -101,24 +116,51 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
         url=url, spec=spec, spec_hash=arrays_hash, labels=labels, task=Task(task_name, labels),
         targets=label_matrix(manifest["labels"], list(labels)), splits=splits,
         groups=manifest["group"].astype(str).to_numpy(), chunk_clips=store.chunk_clips,
-        shard_clips=store.shard_clips, stats=stats, notes=notes,
+        shard_clips=store.shard_clips, stats=stats, notes=notes, inputs=inputs,
+        stats_clips=splits["train"],
     )
+
+
+def run_splits(data: Data, config) -> Data:
+    """The clips a run trains, selects and tests on: the manifest's splits, or with `config.split`
+    ("70/30") every usable clip re-split into train and test, stratified by label and never
+    cutting a group, with `valid_fraction` of the train share (by group) held out for early
+    stopping and checkpoint selection. Seeded by `config.seed`, so `evaluate` finds the same."""
+    if not config.split:
+        return data
+    from manifests.split import stratified_split
+    from trainers.config import parse_split
+
+    train, test = parse_split(config.split)
+    pool = np.sort(np.concatenate([data.splits[s] for s in SPLITS]))
+    ratios = (train * (1 - config.valid_fraction), train * config.valid_fraction, test)
+    which = stratified_split(data.targets[pool] > 0, data.groups[pool], ratios, config.seed)
+    splits = {name: pool[which == k] for k, name in enumerate(SPLITS)}
+    return dataclasses.replace(data, splits=splits, notes=[*data.notes, (
+        f"--split {config.split}: {len(splits['train'])} train, {len(splits['valid'])} valid "
+        f"({config.valid_fraction:g} of the train share, for early stopping and the best checkpoint), "
+        f"{len(splits['test'])} test clips of the store's {len(pool)}, groups kept apart")])
 
 
 def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> dict:
     """The store's statistics; for an unfinished store (--allow-partial), the same sums over its ok train clips."""
-    wanted = {a: axis for a, axis in normalised(store.spec).items() if a in inputs.arrays}
     if store.ready(inputs.arrays):
-        return {a: store.stats(a) for a in wanted}
+        return {a: store.stats(a) for a in normalised(store.spec) if a in inputs.arrays}
+    notes.append(f"store unfinished: normalisation statistics computed from its {len(train)} ok train clips")
+    return _sums_over(store, inputs, train)
+
+
+def _sums_over(store, inputs: InputConfig, train: np.ndarray) -> dict:
+    """The build's statistics (float64 sums, `featurestore.stats`) over the clips at `train` (sorted)."""
     from featurestore.stats import combine, partial_sums
 
+    wanted = {a: axis for a, axis in normalised(store.spec).items() if a in inputs.arrays}
     partials = []
     for start in range(0, len(train), store.shard_clips):
         clips = train[start:start + store.shard_clips]
         block = {a: store.array(a)[int(clips[0]):int(clips[-1]) + 1] for a in wanted}
         include = np.isin(np.arange(clips[0], clips[-1] + 1), clips)
         partials.append(partial_sums(block, include, wanted))
-    notes.append(f"store unfinished: normalisation statistics computed from its {len(train)} ok train clips")
     return {a: (mean, std) for a, (mean, std, _) in combine(partials).items()}
 
 

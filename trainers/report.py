@@ -82,7 +82,7 @@ def plot_per_class(table: pd.DataFrame, path: Path) -> Path:
     ax.bar(x + 0.2, table["roc_auc"].fillna(0), width=0.4, label="ROC-AUC")
     ax.set_xticks(x, table["label"], rotation=90, fontsize=max(5, 10 - len(table) // 10))
     ax.set(ylim=(0, 1), title="per-class F1 and ROC-AUC (missing bars: AUC undefined)")
-    ax.legend()
+    ax.legend(loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False)  # beside the bars, never on them
     return _save(fig, path)
 
 
@@ -94,8 +94,9 @@ def _fmt(v) -> str:
 
 def per_class_markdown(table: pd.DataFrame) -> str:
     """The source reports' layout: one row per class, then the macro and support-weighted averages."""
-    cols = ["support", "accuracy", "precision", "recall", "f1", "roc_auc"]
-    head = "| label | support | accuracy | precision | recall | F1 | AUC |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    cols = ["support", "recall", "ovr_accuracy", "precision", "f1", "roc_auc"]
+    head = ("| label | support | recall (per-class accuracy) | one-vs-rest accuracy | precision | F1 | AUC |\n"
+            "|---|---:|---:|---:|---:|---:|---:|\n")
     rows = ["| " + " | ".join([str(r["label"])] + [_fmt(r[c]) for c in cols]) + " |" for _, r in table.iterrows()]
     support = table["support"].to_numpy()
     macro, weighted = [int(support.sum())], [int(support.sum())]
@@ -107,6 +108,20 @@ def per_class_markdown(table: pd.DataFrame) -> str:
     rows.append("| **macro avg** | " + " | ".join(_fmt(v) for v in macro) + " |")
     rows.append("| **weighted avg** | " + " | ".join(_fmt(v) for v in weighted) + " |")
     return head + "\n".join(rows) + "\n"
+
+
+DEFINITIONS = """### Definitions
+
+- **recall (per-class accuracy)**: clips of the class predicted as it, over the clips of the class
+  (the GTZAN report's per-class accuracy). **one-vs-rest accuracy**: correct yes/no decisions about
+  the class over all clips (dominated by the other classes' clips).
+- Multi-label: a tag is predicted at probability >= 0.5; `accuracy` is the exact match of a
+  clip's whole tag set, `label_accuracy` the mean one-vs-rest accuracy over tags.
+- **loss**: the loss of each clip's averaged prediction (the mean of its views' probabilities,
+  the prediction every other metric scores), unweighted.
+- Macro averages weigh classes equally; a class without positives or negatives has no AUC and
+  is left out of the AUC averages.
+"""
 
 
 def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[str, str],
@@ -126,9 +141,14 @@ def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[
 
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in header.items()]
-    lines += ["", "## Summary", "", "| metric | value |", "|---|---:|"]
+    lines += ["", "## Summary" + (" (per clip: its views' predictions averaged)" if evaluation.levels else ""), "",
+              "| metric | value |", "|---|---:|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in evaluation.summary.items()]
-    lines += ["", "## Per class (threshold 0.5; accuracy is one-vs-rest)", "", per_class_markdown(evaluation.per_class)]
+    for level, summary in evaluation.levels.items():
+        lines += ["", f"## Per {level.removesuffix('s')} (each of a clip's {level} scored on its own)", "",
+                  "| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in summary.items()]
+    lines += ["", "## Per class", "", per_class_markdown(evaluation.per_class), DEFINITIONS]
     if evaluation.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in evaluation.notes] + [""]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]

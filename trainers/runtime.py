@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from trainers.augment import AugmentConfig
 from trainers.data import EvalDataset, StreamingDataset
 from trainers.inputs import InputConfig, InputPipeline, average_views
 from trainers.models import build_model
-from trainers.tasks import Task
+from trainers.tasks import AveragedLoss, Task
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,23 +88,38 @@ def make_model(model: str, spec: FeatureSpec, inputs: InputConfig, n_classes: in
     return build_model(model, inputs.kind, inputs.sample_shape(spec), n_classes), InputPipeline(spec, inputs, augment)
 
 
+class Inference(NamedTuple):
+    y: np.ndarray  # (clips, classes) targets
+    prob: np.ndarray  # (clips, classes): each clip's views averaged
+    index: np.ndarray  # store positions
+    loss: float  # of the averaged predictions (NaN without a loss)
+    view_y: np.ndarray | None = None  # with `per_view`: one row per view that counts (a decoded segment, a crop)
+    view_prob: np.ndarray | None = None
+
+
 @torch.no_grad()
-def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device, loss_fn=None, amp: bool = True):
-    """Per-clip probabilities averaged over each clip's views: (targets, probabilities, store positions, loss)."""
+def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device,
+          loss_fn: AveragedLoss | None = None, amp: bool = True, per_view: bool = False) -> Inference:
+    """Per-clip probabilities averaged over each clip's views, and the loss of those averages."""
     model.eval()
-    ys, probs, index, losses, weights = [], [], [], [], []
+    ys, probs, index, views_y, views_p = [], [], [], [], []
+    loss_sum, loss_weight = torch.zeros((), device=device), torch.zeros((), device=device)
     for batch in loader:
         batch = to_device(batch, device)
         x, w = pipeline(batch, train=False)
         with autocast(device, amp):
             logits = model(x).float()
         if loss_fn is not None:
+            total, weight = loss_fn(logits, w, batch["y"])
+            loss_sum, loss_weight = loss_sum + total, loss_weight + weight
+        p = task.probabilities(logits)
+        if per_view:
             keep = w.flatten() > 0
-            target = batch["y"].repeat_interleave(w.shape[1], 0)
-            losses.append(loss_fn(logits[keep], target[keep]).item())
-            weights.append(int(keep.sum()))
-        probs.append(average_views(task.probabilities(logits), w).cpu())
+            views_p.append(p[keep].cpu())
+            views_y.append(batch["y"].repeat_interleave(w.shape[1], 0)[keep].cpu())
+        probs.append(average_views(p, w).cpu())
         ys.append(batch["y"].cpu())
         index.append(batch["index"].cpu())
-    loss = float(np.average(losses, weights=weights)) if losses else math.nan
-    return torch.cat(ys).numpy(), torch.cat(probs).numpy(), torch.cat(index).numpy(), loss
+    loss = (loss_sum / loss_weight).item() if loss_fn is not None and loss_weight > 0 else math.nan
+    extra = (torch.cat(views_y).numpy(), torch.cat(views_p).numpy()) if per_view else ()
+    return Inference(torch.cat(ys).numpy(), torch.cat(probs).numpy(), torch.cat(index).numpy(), loss, *extra)

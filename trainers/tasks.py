@@ -45,10 +45,12 @@ class Evaluation:
     per_class: pd.DataFrame
     matrices: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    levels: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. "segments": per-segment summary
 
     def to_json(self) -> dict:
         return jsonable({
             **self.summary,
+            **({"levels": self.levels} if self.levels else {}),
             "per_class": self.per_class.to_dict("records"),
             **self.matrices,
             "notes": self.notes,
@@ -163,8 +165,45 @@ class Task:
 
 
 def _table(labels, support, accuracy, precision, recall, f1, roc_auc, pr_auc) -> pd.DataFrame:
-    return pd.DataFrame({"label": labels, "support": support, "accuracy": accuracy, "precision": precision,
-                         "recall": recall, "f1": f1, "roc_auc": roc_auc, "pr_auc": pr_auc})
+    """Per class: `recall` (correct / clips of the class; GTZAN's per-class accuracy) beside
+    `ovr_accuracy` (one-vs-rest: correct decisions about this class over all clips)."""
+    return pd.DataFrame({"label": labels, "support": support, "recall": recall, "ovr_accuracy": accuracy,
+                         "precision": precision, "f1": f1, "roc_auc": roc_auc, "pr_auc": pr_auc})
+
+
+class AveragedLoss:
+    """The loss of each clip's averaged prediction: what the reported probabilities score, with any
+    number of evaluation views (crops, segments); for one view it equals the training loss.
+
+    The average is taken in probability space, as `average_views` does, and in log space for
+    stability: log mean_v p_v = logsumexp_v(log p_v + log w_v) - log sum_v w_v. Class weights
+    weigh it as the training loss does (cross-entropy's `weight`, BCE's `pos_weight`).
+    """
+
+    def __init__(self, task: Task, class_weights: np.ndarray | None = None):
+        self.task = task
+        self.weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+
+    def __call__(self, logits: torch.Tensor, view_weights: torch.Tensor, target: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of losses, their weight) for a batch: the mean over batches is sum / weight."""
+        b, v = view_weights.shape
+        log_w = torch.log(view_weights).unsqueeze(-1)  # -inf for a missing view
+        log_total = torch.log(view_weights.sum(1, keepdim=True))
+        weights = None if self.weights is None else self.weights.to(logits.device)
+
+        def log_mean(log_p: torch.Tensor) -> torch.Tensor:
+            return torch.logsumexp(log_p.view(b, v, -1) + log_w, 1) - log_total
+
+        if self.task.name == "multiclass":
+            true = target.argmax(-1)
+            nll = -log_mean(torch.log_softmax(logits, -1)).gather(1, true[:, None])[:, 0]
+            w = torch.ones_like(nll) if weights is None else weights[true]
+            return (w * nll).sum(), w.sum()
+        log_p, log_q = log_mean(nn.functional.logsigmoid(logits)), log_mean(nn.functional.logsigmoid(-logits))
+        positive = target if weights is None else target * weights
+        loss = -(positive * log_p + (1 - target) * log_q)
+        return loss.sum(), torch.tensor(float(loss.numel()), device=loss.device)
 
 
 class _CrossEntropyOnMultiHot(nn.CrossEntropyLoss):

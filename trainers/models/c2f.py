@@ -2,8 +2,9 @@
 
 Conv–BN–SiLU downsampling stages alternate with C2f blocks (cross-stage partial fusion: split
 the channels, run bottlenecks on one half, concatenate every intermediate output, fuse with a
-1x1 conv), then global average pooling and a LayerNorm head 256 → 128 → 64. Widths follow
-YOLOv8n-cls; nothing pretrained can be downloaded here, so the head is small.
+1x1 conv), then global average pooling and the report's head: 256 → 128 → 64 units, each
+Linear → LayerNorm → SiLU → dropout 0.2. Widths follow YOLOv8n-cls; nothing pretrained can be
+downloaded here. With `--image-size` it reads the report's 416x416 or 640x640 images in [0, 1].
 """
 
 from __future__ import annotations
@@ -43,17 +44,18 @@ class C2f(nn.Module):
 
 class C2fNet(nn.Module):
     def __init__(self, shape: tuple[int, int, int], n_classes: int,
-                 widths: tuple[int, ...] = (16, 32, 64, 128, 256), depths: tuple[int, ...] = (1, 2, 2, 1)):
+                 widths: tuple[int, ...] = (16, 32, 64, 128, 256), depths: tuple[int, ...] = (1, 2, 2, 1),
+                 dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = [ConvBNSiLU(shape[0], widths[0], 3, 2)]
         for c_in, c_out, n in zip(widths, widths[1:], depths):
             layers += [ConvBNSiLU(c_in, c_out, 3, 2), C2f(c_out, c_out, n)]
         self.backbone = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(
-            nn.Linear(widths[-1], 128), nn.LayerNorm(128), nn.SiLU(inplace=True), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.LayerNorm(64), nn.SiLU(inplace=True),
-            nn.Linear(64, n_classes),
-        )
+        layers, width = [], widths[-1]
+        for units in (256, 128, 64):  # the report's head: each hidden layer LayerNorm, SiLU, then dropout
+            layers += [nn.Linear(width, units), nn.LayerNorm(units), nn.SiLU(inplace=True), nn.Dropout(dropout)]
+            width = units
+        self.head = nn.Sequential(*layers, nn.Linear(width, n_classes))
 
     def forward(self, x):
         return self.head(self.backbone(x))
