@@ -8,9 +8,13 @@ build, on each Dask worker (a cluster's workers may run another environment than
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
+import os
 import sys
+import tempfile
+from typing import Iterator
 
 # What decoding, feature maths and the store import, in the order their failures are reported
 # (each feature kind adds what it `requires`, e.g. librosa for the handcrafted descriptors).
@@ -20,6 +24,9 @@ REPORTED = ("featurestore", "torch", "torchaudio", "numpy", "zarr", "numcodecs",
             "numba", "soundfile", "soxr", "pyarrow", "pandas", "scikit-learn")
 FIX = "reinstall the tested set: pip install -c constraints.txt -e . (README, Install)"
 MAX_ERROR_CHARS = 300
+# Libraries that compile numba kernels into the shared cache when first used.
+COMPILING = ("librosa", "numba")
+COMPILE_LOCK = ".featurestore-compile.lock"
 
 
 def version(distribution: str) -> str:
@@ -70,3 +77,26 @@ def _describe(name: str, exc: BaseException) -> str:
         return (f"torchaudio {version('torchaudio')} cannot load with torch {version('torch')} ({error}): "
                 f"install a matching pair; {FIX}")
     return f"cannot use {name} {version(name)} ({error}): {FIX}"
+
+
+@contextlib.contextmanager
+def compiling() -> Iterator[None]:
+    """Hold this while a process may compile numba kernels: librosa's first use in a process
+    (librosa loads its modules lazily, each compiling its kernels as it loads, into NUMBA_CACHE_DIR
+    or else `__pycache__` beside librosa's sources: one cache for every process).
+
+    numba's cache is not safe across processes: each picks the next free entry number of a
+    function for its own signature, so two compiling at once can each write entry N for another
+    signature, and the index then points at the wrong machine code (every later process that loads
+    it segfaulted). Under this exclusive lock, kept in the cache folder (or the temporary folder),
+    one process compiles and writes; the others wait and then load what it wrote."""
+    import fcntl
+
+    cache = os.environ.get("NUMBA_CACHE_DIR") or tempfile.gettempdir()
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, COMPILE_LOCK), "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from featurestore.audio import AudioError
+from featurestore.environment import COMPILING, compiling
 from featurestore.spec import FeatureSpec
 from featurestore.stages import lap
 
@@ -24,13 +25,24 @@ class FeatureExtractor:
     Shapes are each feature's `clip_shape()`. Values are finite and, for float16-stored
     features, clamped to float16's range; a clip whose features are not finite raises
     `AudioError`. Torch's thread count is the caller's business (one per worker in a build).
+    The first call of an extractor whose features use librosa holds `environment.compiling()`:
+    that is when librosa compiles, and two processes compiling at once corrupt numba's cache.
     """
 
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
         self.features = {name: spec.feature(name) for name in spec.features}
+        self._compiles = any(lib in f.requires for f in self.features.values() for lib in COMPILING)
 
     def __call__(self, samples: np.ndarray) -> dict[str, np.ndarray]:
+        if self._compiles:
+            with compiling():
+                out = self._compute(samples)
+            self._compiles = False
+            return out
+        return self._compute(samples)
+
+    def _compute(self, samples: np.ndarray) -> dict[str, np.ndarray]:
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         if samples.shape != (self.spec.n_samples,):
             raise ValueError(f"expected {self.spec.n_samples} samples (the spec's clip), got shape {samples.shape}")

@@ -1,11 +1,18 @@
 """Watching a build's cluster, so that no build hangs silently and a crash is named as one.
 
-The driver waits on its tasks in slices of `WatchConfig.every` seconds. After each slice with
-nothing finished it asks the scheduler who it is (giving up after `scheduler_timeout` seconds:
-a stopped, overloaded or unreachable scheduler would otherwise keep the driver waiting for
-ever), reports workers it has not heard from for `silent_worker` seconds (a frozen or stopped
-process, which Dask only drops after its five-minute worker TTL), and reports when no shard has
-finished for `stall_factor` times the median shard time (at least `stall_floor` seconds).
+The driver waits on its tasks in slices of `WatchConfig.every` seconds, and fetches a finished
+task's result for at most as long (the result stays on its worker, which may have frozen since).
+After each slice with nothing finished or fetched it asks the scheduler who it is (giving up
+after `scheduler_timeout` seconds: a stopped, overloaded or unreachable scheduler would
+otherwise keep the driver waiting for ever), reports workers it has not heard from for
+`stall_floor` seconds (a frozen or stopped process, which Dask only drops after its five-minute
+worker TTL), and reports when no shard has finished for `stall_factor` times the median shard
+time (at least `stall_floor` seconds).
+
+A local cluster's nannies restart a worker that died, in seconds, but not always: Dask skips the
+restart while a nanny is still starting its worker and only logs one that fails. Under load, with
+a clip killing worker after worker, a build was left with no worker and would have waited for
+ever, so a local cluster short of workers for `stall_floor` seconds gets new ones.
 
 The nannies of a local cluster live in the driver and log how a worker process died ("killed by
 signal 11", "exceeded 95% memory budget"); `CrashLog` keeps those lines so that a task that died
@@ -22,7 +29,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 
 class SchedulerTimeout(Exception):
@@ -48,12 +55,16 @@ class WatchConfig:
 
 
 class Watcher:
-    def __init__(self, client: Any, config: WatchConfig, out: TextIO | None = None):
-        self.client, self.config, self.out = client, config, out or sys.stderr
+    def __init__(self, client: Any, config: WatchConfig, out: TextIO | None = None,
+                 grow: Callable[[int], None] | None = None):
+        """`grow(n)` starts n more workers in the build's own local cluster (None elsewhere)."""
+        self.client, self.config, self.out, self.grow = client, config, out or sys.stderr, grow
         self.durations: list[float] = []
         self.last_progress = time.monotonic()
         self.stall_reported = False
         self.silent: set[str] = set()
+        self.size = len(client.cluster.worker_spec) if grow is not None else 0
+        self.short_since: float | None = None
 
     def finished(self, seconds: float) -> None:
         self.durations.append(seconds)
@@ -76,6 +87,7 @@ class Watcher:
                           "swapping?); its task stays with it until Dask drops the worker")
             elif quiet <= self.config.stall_floor:
                 self.silent.discard(address)
+        self._replace_lost_workers(len(identity.get("workers") or {}))
         idle = time.monotonic() - self.last_progress
         median = statistics.median(self.durations) if self.durations else None
         limit = max(self.config.stall_floor, self.config.stall_factor * median if median else 0.0)
@@ -85,6 +97,19 @@ class Watcher:
                 "and none has finished yet"
             self._say(f"no shard has finished for {idle:.0f} s ({typical}); {running} task(s) still running on "
                       f"{len(identity.get('workers') or {})} worker(s): the build goes on waiting")
+
+    def _replace_lost_workers(self, live: int) -> None:
+        if live >= self.size:
+            self.short_since = None
+            return
+        now = time.monotonic()
+        self.short_since = self.short_since or now
+        if now - self.short_since > self.config.stall_floor:
+            lost = self.size - live
+            self._say(f"{lost} of the local cluster's {self.size} worker(s) died and were not restarted for "
+                      f"{now - self.short_since:.0f} s: starting {lost} new one(s)")
+            self.grow(lost)
+            self.short_since = None
 
     def _say(self, text: str) -> None:
         print(f"featurestore build: warning: {text}", file=self.out, flush=True)

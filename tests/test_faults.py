@@ -4,6 +4,7 @@ without a word, and every user error is one line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -237,21 +238,33 @@ def _wait_for_a_commit(out: Path, proc: subprocess.Popen) -> None:
         time.sleep(0.02)
 
 
-def _worker_running_a_shard(address: str, proc: subprocess.Popen) -> int:
-    """The pid of a worker while it executes a shard task."""
+def _freeze_a_worker_holding_an_unfetched_result(address: str, proc: subprocess.Popen) -> int:
+    """SIGSTOP a worker once a shard task it ran has finished but before the driver (stopped
+    meanwhile) fetched its result; the worker's pid. The driver must then neither hang on that
+    result nor miss the stall."""
     from dask.distributed import Client
 
     with Client(address, timeout="30s") as client:
         pids = client.run(os.getpid)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        running = None
+        while running is None:
             assert proc.poll() is None, "the build ended before a shard task was seen running"
-            running = client.run(lambda dask_worker: [str(t.key) for t in dask_worker.state.executing])
-            for worker, keys in running.items():
-                if any(k.startswith("build-shard-") for k in keys) and worker in pids:
-                    return pids[worker]
+            assert time.monotonic() < deadline, "no shard task was seen running"
+            executing = client.run(lambda dask_worker: [str(t.key) for t in dask_worker.state.executing])
+            running = next(((worker, key) for worker, keys in executing.items() if worker in pids
+                            for key in keys if key.startswith("build-shard-")), None)
             time.sleep(0.01)
-    raise AssertionError("no shard task was seen running")
+        worker, key = running
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            while client.run_on_scheduler(lambda dask_scheduler, key=key: dask_scheduler.tasks[key].state) != "memory":
+                assert time.monotonic() < deadline, f"{key} did not finish"
+                time.sleep(0.01)
+            os.kill(pids[worker], signal.SIGSTOP)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+    return pids[worker]
 
 
 @pytest.mark.reliability
@@ -289,8 +302,7 @@ def test_a_frozen_worker_and_the_stall_it_causes_are_reported_and_the_build_then
         reader.start()
         try:
             _wait_for_a_commit(out, proc)
-            frozen = _worker_running_a_shard(cluster.address, proc)  # so that the build must stall
-            os.kill(frozen, signal.SIGSTOP)
+            frozen = _freeze_a_worker_holding_an_unfetched_result(cluster.address, proc)
             deadline = time.monotonic() + 180
             while not (any("has not been heard from" in line for line in lines)
                        and any("no shard has finished for" in line for line in lines)):
@@ -311,6 +323,40 @@ def test_a_frozen_worker_and_the_stall_it_causes_are_reported_and_the_build_then
     print(f"\nfrozen worker: reported, then the build finished {time.monotonic() - reported:.1f} s after SIGCONT")
 
 
+@pytest.mark.reliability
+def test_a_local_cluster_left_without_workers_gets_new_ones_and_the_build_finishes(store_corpus, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Workers whose nannies will not restart them (here: told to close; in the wild, a
+    worker that died while its nanny was still starting it) must not leave the build waiting."""
+    from dask.distributed import Client, default_client
+
+    def own_client():
+        try:
+            return default_client()  # the build's, once it has started its cluster
+        except ValueError:
+            return None
+
+    monkeypatch.setenv("FEATURESTORE_STALL_SECONDS", "3")
+    out, outcome = tmp_path / "store.zarr", {}
+    build = threading.Thread(target=lambda: outcome.update(report=build_store(
+        store_corpus.big_manifest, store_corpus.audio, out, SPEC, workers=2, shard_clips=8, progress=False)),
+        daemon=True)
+    build.start()
+    deadline = time.monotonic() + 120
+    while (own := own_client()) is None or not list((out / "commits").glob("shard-*/zarr.json")):
+        assert build.is_alive() and time.monotonic() < deadline, "the build ended or committed nothing"
+        time.sleep(0.05)
+    with Client(own.scheduler.address, timeout="30s", set_as_default=False) as admin:
+        workers = list(admin.scheduler_info()["workers"])
+        admin.run_on_scheduler(lambda dask_scheduler: [dask_scheduler.close_worker(w) for w in workers])
+    build.join(timeout=300)
+    assert not build.is_alive(), "the build waited for workers that never came"
+    report = outcome["report"]
+    assert (report.ok, report.failed, report.pending) == (72, 0, 0)
+    assert "2 of the local cluster's 2 worker(s) died and were not restarted for " in capsys.readouterr().err
+    assert verify(open_store(out))[1] == []
+
+
 # --- the numba cache ---------------------------------------------------------------------------
 
 
@@ -329,6 +375,42 @@ def test_two_workers_compiling_librosa_into_one_empty_cache_leave_it_usable(stor
                             "librosa.feature.spectral_contrast(y=np.ones(22050, 'float32'), sr=22050)"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr  # a corrupted cache segfaults here (-11)
+
+
+def test_one_process_at_a_time_holds_the_compile_lock(tmp_path, monkeypatch):
+    from featurestore.environment import compiling
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    script = ("import sys; from featurestore.environment import compiling; print('waiting', flush=True)\n"
+              "with compiling(): print('compiling', flush=True)")
+    with compiling():
+        other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert other.stdout.readline() == "waiting\n"
+        time.sleep(1.0)
+        assert other.poll() is None  # still waiting for the lock this process holds
+    assert other.stdout.readline() == "compiling\n" and other.wait(timeout=60) == 0
+
+
+def test_an_extractor_compiles_under_the_lock_once_and_only_when_its_features_use_librosa(monkeypatch):
+    from featurestore import extract
+    from featurestore.spec import preset
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(extract, "compiling", recording)
+    spec = preset("gtzan").replace(duration=1.0, segment_seconds=0.5)
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, spec.n_samples).astype(np.float32)
+    plain = extract.FeatureExtractor(spec.replace(features=("logmel", "mfcc")))
+    plain(samples), plain(samples)
+    assert entered == []
+    handcrafted = extract.FeatureExtractor(spec.replace(features=("logmel", "handcrafted")))
+    first, second = handcrafted(samples), handcrafted(samples)
+    assert entered == [True] and np.array_equal(first["handcrafted"], second["handcrafted"])
 
 
 # --- one-line errors ------------------------------------------------------------------------------
