@@ -45,12 +45,24 @@ def librosa_clip(job: tuple[int, str], spec: FeatureSpec, out_dir: str) -> int:
     return 1
 
 
-def one_thread() -> None:
-    """Pool initializer: NumPy's BLAS and numba's pool one thread per process, as in the build's
+def prepare(one_thread: bool = False) -> None:
+    """Initializer of the baseline processes. librosa compiles numba kernels on first use, into
+    the cache every process shares, and processes compiling at once corrupt it (see
+    `featurestore.environment.compiling`): each process first runs the baselines' librosa calls
+    on noise under the store's compile lock, so one compiles and the others load. With
+    `one_thread`, NumPy's BLAS and numba's pool get one thread per process, as in the build's
     workers, so that two processes do not oversubscribe two cores."""
+    import librosa
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)
+    from featurestore.environment import compiling
+
+    if one_thread:
+        threadpool_limits(1)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 22_050).astype(np.float32)
+    with compiling():
+        librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(y=noise, sr=22_050)))
+        librosa_descriptors(noise, 22_050)
 
 
 def librosa_loop(paths: list[str], spec: FeatureSpec, out_dir: str) -> int:
