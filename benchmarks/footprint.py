@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featurestore.codecs import DEFAULT
+
 from benchmarks.context import Context
 from benchmarks.results import Section, Table, Target, fmt, save_figure
 from benchmarks.zarr_options import Layout, Timing, measure
@@ -53,7 +55,7 @@ QUICK = Sizes(principle_clips=2, clips=8, rounds=1, random_reads=4, chunk=2, sha
 STEP = 1 / 16  # the bounded-error setting: max error 1/32 dB, float16's own worst over -100..+40 dB
 MODEL = "cnn4"  # the MTAT report's model, on log-mel ...
 CROP_FRAMES, EVAL_CROPS = 64, 4  # ... trained on random 4-s crops (5× cheaper on a CPU), tested on 4 crops per clip
-CODECS = ("blosc-zstd", f"quantized:{STEP:g}")  # the store default, and the bounded-error codec
+CODECS = (DEFAULT, f"quantized:{STEP:g}")  # the store default, and the bounded-error codec
 
 
 def store_codec(name: str, array: str = "logmel"):
@@ -98,9 +100,9 @@ def principles(ctx: Context, paths: list[str]) -> tuple[Table, dict[str, float]]
             np.save(npy_dir / f"{i}.npy", clip)
         npy = stored_bytes(npy_dir) / len(logmel)
         z = ctx.work / f"principle-{k}.zarr"
-        lossless = store_codec("blosc-zstd")()
+        lossless = store_codec(DEFAULT)()
         encoding = lambda: ArrayCodec(dtype, dtype, lossless.compressors)  # noqa: E731
-        write_array(z, logmel, Layout("blosc-zstd", encoding, chunk=1, shard=len(logmel)))
+        write_array(z, logmel, Layout(DEFAULT, encoding, chunk=1, shard=len(logmel)))
         zarr_bytes = stored_bytes(z) / len(logmel)
         gb[label] = npy * MTAT_CLIPS / 1e9
         rows.append([
@@ -112,7 +114,7 @@ def principles(ctx: Context, paths: list[str]) -> tuple[Table, dict[str, float]]
     table = Table(
         f"Log-mel bytes per clip, step by step from the source report's settings to mtat-seed "
         f"(16 kHz audio; measured on {len(paths)} generated MTAT-like clips; scaled to MTAT's {MTAT_CLIPS:,} clips)",
-        ["setting", "shape", "dtype", "computed B/clip", "measured .npy B/clip", "measured Zarr blosc-zstd B/clip",
+        ["setting", "shape", "dtype", "computed B/clip", "measured .npy B/clip", f"measured Zarr {DEFAULT} B/clip",
          "MTAT computed", "MTAT .npy", "MTAT Zarr"],
         rows,
     )
@@ -128,13 +130,15 @@ def codec_layouts(sizes: Sizes) -> list[Layout]:
 
     options = [
         ("`none` (store option)", store_codec("none")),
-        (f"`blosc-zstd` (store default: Blosc-zstd {CLEVEL}, byte shuffle)", store_codec("blosc-zstd")),
-        ("Blosc-zstd 5, byte shuffle", extra_codec(lambda: BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"))),
+        (f"`{DEFAULT}` (store default: Blosc level 2 = zstd 3, byte shuffle)", store_codec(DEFAULT)),
+        (f"`blosc-zstd` (store option: Blosc level {CLEVEL} = zstd {2 * CLEVEL - 1}, byte shuffle)",
+         store_codec("blosc-zstd")),
+        ("Blosc level 5 (zstd 9), byte shuffle", extra_codec(lambda: BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"))),
         ("`blosc-zstd-bitshuffle` (store option)", store_codec("blosc-zstd-bitshuffle")),
         ("`zstd` (store option: zstd 3)", store_codec("zstd")),
         ("zstd 1", extra_codec(lambda: ZstdCodec(level=1))),
         ("zstd 9", extra_codec(lambda: ZstdCodec(level=9))),
-        ("Blosc-zstd 5, no shuffle", extra_codec(lambda: BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle"))),
+        ("Blosc level 5 (zstd 9), no shuffle", extra_codec(lambda: BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle"))),
         ("Blosc-lz4 5, byte shuffle", extra_codec(lambda: BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"))),
         ("gzip 5", extra_codec(lambda: GzipCodec(level=5))),
     ]
@@ -143,7 +147,7 @@ def codec_layouts(sizes: Sizes) -> list[Layout]:
 
 def shape_layouts(sizes: Sizes) -> list[Layout]:
     return [
-        Layout(f"chunk {c} / shard {s}", store_codec("blosc-zstd"), c, s)
+        Layout(f"chunk {c} / shard {s}", store_codec(DEFAULT), c, s)
         for s in sizes.layout_shards for c in sizes.layout_chunks if c <= s
     ]
 
@@ -224,7 +228,7 @@ def quantized_sweep(ctx: Context, logmel32: np.ndarray, sizes: Sizes) -> dict[st
     from benchmarks.zarr_options import stored_bytes, write_array
 
     results = {}
-    options = [("float16, `blosc-zstd` (store default)", store_codec("blosc-zstd"), logmel32.astype(np.float16))]
+    options = [(f"float16, `{DEFAULT}` (store default)", store_codec(DEFAULT), logmel32.astype(np.float16))]
     options += [(quantized_label(s), store_codec(f"quantized:{s:g}"), logmel32) for s in sizes.steps]
     for label, encoding, data in options:
         path = ctx.work / "quantized.zarr"
@@ -311,7 +315,7 @@ def run(ctx: Context) -> Section:
         Table(f"Lossless codecs on mtat-seed log-mel (80 × 313 float16, {len(files)} clips, chunks of "
               f"{sizes.chunk} clips in shards of {sizes.shard}; median of {sizes.rounds} rounds)",
               OPTION_COLUMNS, codec_rows),
-        Table(f"Chunk and shard shapes (clips per chunk / per shard) under the store default `blosc-zstd` "
+        Table(f"Chunk and shard shapes (clips per chunk / per shard) under the store default `{DEFAULT}` "
               f"(median of {sizes.rounds} rounds)", OPTION_COLUMNS, shape_rows),
         Table(f"Bounded error: log-mel encodings against the float32 features of the same clips "
               f"(float16's own worst rounding over -100…+40 dB is 1/32 = {FLOAT16_MAX_ERROR:.5f} dB); "

@@ -41,17 +41,22 @@ class Runs:
 
 
 class PeakRSS:
-    """Samples the resident set size of some processes in a thread; `.peak` is the max of one process."""
+    """Samples the resident set size of some processes in a thread; `.peak` is the max of one process.
+
+    The processes are looked up once, on entry: asking a Dask cluster for its workers' PIDs is a
+    round trip to every worker, and doing it at every sample (20 times a second) interrupted the
+    very tasks being timed."""
 
     def __init__(self, pids: Callable[[], Iterable[int]], interval: float = 0.05):
-        self._pids = pids
+        self._lookup = pids
+        self._pids: tuple[int, ...] = ()
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.per_process: dict[int, int] = {}
 
     def _sample(self) -> None:
-        for pid in self._pids():
+        for pid in self._pids:
             try:
                 rss = psutil.Process(pid).memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -63,6 +68,7 @@ class PeakRSS:
             self._sample()
 
     def __enter__(self) -> "PeakRSS":
+        self._pids = tuple(self._lookup())
         self._sample()
         self._thread.start()
         return self
@@ -85,6 +91,14 @@ def timed(contender: Contender) -> tuple[float, int]:
         contender.run()
         seconds = time.perf_counter() - start
     return seconds, mem.peak
+
+
+def paired_speedup(runs: dict[str, Runs], name: str, base: str) -> float:
+    """How many times faster `name` ran than `base`: the median over rounds of base / name, each
+    round's two runs taken within a minute of each other. A ratio of the two medians would let
+    the machine's drift between rounds move it (the load of a shared machine changes by tens of
+    percent over minutes)."""
+    return statistics.median(b / a for a, b in zip(runs[name].seconds, runs[base].seconds, strict=True))
 
 
 def alternate(contenders: list[Contender], repeats: int, log: Callable[[str], None]) -> dict[str, Runs]:

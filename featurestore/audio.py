@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import os
 import stat
@@ -69,6 +70,7 @@ MIN_INPUT_RATE = 1000  # Hz; a file sampled slower holds no music (a 1 Hz or 8 H
 _MP3_FRAME = 1152  # samples in one MPEG-1 Layer III frame
 _MP3_EXTENSIONS = (".mp3", ".mp2", ".mpga", ".mpeg")
 _SKIP_BLOCK = 1 << 16
+IN_MEMORY_BYTES = 64 * 2**20  # local MP3s up to this size are read whole and decoded from memory
 _PEEK_BYTES = 512  # read before libsndfile: a WAV header, or what a file that is not audio holds
 _MAX_WAV_CHUNKS = 64  # RIFF chunks read before giving up on finding `data`
 _UNKNOWN_DATA_SIZES = (0, 0xFFFFFFFF)  # left by WAV writers that could not seek back to fill in the size
@@ -128,7 +130,7 @@ def decode(source: Source, spec: FeatureSpec) -> Decoded:
         target = _open(source, stack)
         head, header_frames = _peek(target)  # before libsndfile reads from a handle
         try:
-            sound = stack.enter_context(sf.SoundFile(target))
+            sound = stack.enter_context(_sound_file(target))
         except sf.LibsndfileError as e:
             if "not recognised" in e.error_string:
                 raise AudioError(f"not audio: {_what_it_is(head)}") from None
@@ -147,6 +149,32 @@ def decode(source: Source, spec: FeatureSpec) -> Decoded:
             raise AudioError(f"truncated or corrupt: {e.error_string.rstrip('.')}") from None
         except RuntimeError as e:
             raise AudioError(f"truncated or corrupt: {e}") from None
+
+
+def _sound_file(target: str | IO[bytes]) -> sf.SoundFile:
+    """libsndfile on `target`. A local MP3 of at most IN_MEMORY_BYTES is read whole and decoded
+    from memory (`featurestore.inmemory`: the same samples without a system call per MP3 frame;
+    29-s MTAT clip, one thread: 5.9 -> 4.85 ms). WAV, FLAC and Ogg files are read in large blocks
+    and decode no faster from memory (a 30-s WAV: 1.7 ms by path, 2.3 from memory), so they are
+    opened by path, as is an MP3 that libsndfile cannot open from memory: every failure reads
+    exactly as it does from the path (libsndfile tries the MP3 decoder on a name ending .mp3)."""
+    if isinstance(target, str) and target.lower().endswith(_MP3_EXTENSIONS):
+        with contextlib.suppress(OSError, sf.LibsndfileError):
+            size = os.stat(target).st_size
+            if size <= IN_MEMORY_BYTES:
+                inmemory = _in_memory()
+                return inmemory.MemorySoundFile(inmemory.read_file(target, size), target)
+    return sf.SoundFile(target)
+
+
+@functools.cache
+def _in_memory():  # -> the featurestore.inmemory module
+    """Imported once per process, under the compile lock: it compiles numba callbacks (or loads them)."""
+    from featurestore.environment import compiling
+
+    with compiling():
+        from featurestore import inmemory
+    return inmemory
 
 
 def _open(source: Source, stack: contextlib.ExitStack) -> str | IO[bytes]:

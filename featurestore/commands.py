@@ -28,8 +28,10 @@ SPEC_OPTIONS = (  # (flag, FeatureSpec field, type, metavar, help)
     ("--crop-samples", "crop_samples", int, "N", "samples per waveform crop"),
     ("--crops", "crops", int, "N", "waveform crops per clip, evenly spaced"),
     ("--segment-seconds", "segment_seconds", float, "S", "segment length of the handcrafted descriptors"),
-    ("--codec", "codec", str, "NAME", "storage codec: blosc-zstd (default), zstd, blosc-zstd-bitshuffle, none, "
-                                      "or quantized:STEP[:MFCC_STEP] (bounded error, e.g. quantized:0.0625)"),
+    ("--codec", "codec", str, "NAME", "storage codec: blosc-zstd:2 (default: Blosc level 2, zstd, byte shuffle), "
+                                      "blosc-zstd[:LEVEL] (Blosc level 1-9; 3 without one), zstd, "
+                                      "blosc-zstd-bitshuffle, none, or quantized:STEP[:MFCC_STEP] (bounded error, "
+                                      "e.g. quantized:0.0625); a store keeps the codec it was started with"),
 )
 
 
@@ -98,11 +100,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_spec(args: argparse.Namespace):  # -> FeatureSpec
-    """The preset's settings, or those of the store being grown, changed by the options given."""
+    """The preset's settings, or those of the store being grown, changed by the options given.
+    A store's codec is fixed, so resuming it with its --preset keeps the codec it was started
+    with, even where the preset's default has changed since."""
     from featurestore.spec import preset
 
-    grown = None if args.preset or args.overwrite else _store_spec(args.out)
-    base = grown or preset(args.preset or "mtat-seed")
+    existing = None if args.overwrite else _store_spec(args.out)
+    base = preset(args.preset) if args.preset else existing or preset("mtat-seed")
+    if existing is not None:
+        base = base.replace(codec=existing.codec)
     changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, *_ in SPEC_OPTIONS}
     if args.features:
         changes["features"] = tuple(f.strip() for f in args.features.split(",") if f.strip())

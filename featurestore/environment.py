@@ -18,7 +18,8 @@ from typing import Iterator
 
 # What decoding, feature maths and the store import, in the order their failures are reported
 # (each feature kind adds what it `requires`, e.g. librosa for the handcrafted descriptors).
-FEATURE_LIBRARIES = ("numpy", "torch", "torchaudio", "soundfile", "soxr", "zarr", "numcodecs")
+# numba: MP3s decode from memory through callbacks it compiles (featurestore.inmemory).
+FEATURE_LIBRARIES = ("numpy", "torch", "torchaudio", "soundfile", "soxr", "numba", "zarr", "numcodecs")
 # What `featurestore doctor` and CI print: the set the constraints file pins.
 REPORTED = ("featurestore", "torch", "torchaudio", "numpy", "zarr", "numcodecs", "dask", "distributed", "librosa",
             "numba", "soundfile", "soxr", "pyarrow", "pandas", "scikit-learn")

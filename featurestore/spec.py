@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from featurestore.codecs import DEFAULT as DEFAULT_CODEC
 from featurestore.errors import UserError
 
 # the settings every feature of a store shares (the limits decide which files fail)
@@ -45,7 +46,7 @@ class FeatureSpec:
     crop_samples: int = 2**16
     crops: int = 1
     segment_seconds: float = 3.0  # handcrafted descriptors: one row per segment
-    codec: str = "blosc-zstd"  # storage of the float16 arrays; "quantized:STEP" is lossy-bounded
+    codec: str = DEFAULT_CODEC  # storage of the arrays (featurestore.codecs); "quantized:STEP" is lossy-bounded
 
     def __post_init__(self) -> None:
         from featurestore.features import available

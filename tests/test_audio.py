@@ -103,6 +103,28 @@ def test_every_kind_of_source_gives_the_same_samples(tmp_path):
         fsspec.filesystem("memory").rm(url.removeprefix("memory://"))
 
 
+@pytest.mark.parametrize("rate, channels, offset", [(16_000, 1, 0.0), (44_100, 2, 0.0), (44_100, 2, 0.7)])
+def test_mp3s_decode_from_memory_to_the_samples_libsndfile_reads_from_the_path(tmp_path, monkeypatch, rate,
+                                                                                channels, offset):
+    import featurestore.audio as audio
+    from featurestore.inmemory import MemorySoundFile
+
+    path = write(tmp_path / "clip.mp3", 2.5, rate, channels, "MP3", None)
+    from_memory = decode(path, spec(offset=offset))
+    with audio._sound_file(str(path)) as sound:  # the path the build takes: no read call per frame
+        assert isinstance(sound, MemorySoundFile) and (sound.samplerate, sound.channels) == (rate, channels)
+    monkeypatch.setattr(audio, "IN_MEMORY_BYTES", path.stat().st_size - 1)  # too large: by path
+    with audio._sound_file(str(path)) as sound:
+        assert not isinstance(sound, MemorySoundFile)
+    from_path = decode(path, spec(offset=offset))
+    assert from_memory.length == from_path.length
+    assert from_memory.samples.tobytes() == from_path.samples.tobytes()
+    # Other formats are read by path: libsndfile reads them in large blocks.
+    wav = write(tmp_path / "clip.wav", 0.5, rate, channels, "WAV", "PCM_16")
+    with audio._sound_file(str(wav)) as sound:
+        assert not isinstance(sound, MemorySoundFile)
+
+
 @pytest.mark.parametrize("channels", [2, 3, 7, 8, 12])
 def test_channels_are_averaged_exactly_as_numpy_mean(tmp_path, channels):
     """The mix is NumPy's float32 mean bit for bit, whichever way it is computed for speed."""

@@ -51,7 +51,7 @@ def test_info_prints_counts_and_the_footprint_of_every_array(built_store, capsys
     for name, dtype in (("logmel", "float16"), ("mfcc", "float16"), ("waveform", "float16"), ("status", "uint8"),
                         ("length", "int64")):
         r = rows[name]
-        assert dtype in lines[name] and "blosc-zstd3-shuffle" in lines[name]
+        assert dtype in lines[name] and "blosc-zstd2-shuffle" in lines[name]  # the default, Blosc level 2
         assert r.stored == open_store(url).array(name).nbytes_stored()
         assert f"{r.bytes_per_clip:,.0f}" in lines[name]
     assert rows["logmel"].chunks == (8, 80, 16) and rows["logmel"].shards == (8, 80, 16)
@@ -151,6 +151,22 @@ def test_overwrite_refuses_a_folder_that_is_not_a_store(store_corpus, tmp_path, 
     assert main([*args[:5], str(empty), *args[6:]]) == 0, "an empty folder is fine to build into"
     assert main([*args[:5], str(empty), *args[6:]]) == 0, "and a store is replaced by --overwrite"
     assert "(1 built now, 0 already committed)" in capsys.readouterr().out
+
+
+def test_a_store_resumed_with_its_preset_keeps_the_codec_it_was_started_with(store_corpus, tmp_path, capsys):
+    """A store started under the old default (`blosc-zstd`, Blosc level 3) is resumed by the same
+    command line after the default became `blosc-zstd:2`; only an explicit other --codec is refused."""
+    out = tmp_path / "old.zarr"
+    base = ["build", str(store_corpus.few_manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
+            "--preset", "mtat-seed", "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--quiet"]
+    assert main([*base, "--codec", "blosc-zstd"]) == 0
+    capsys.readouterr()
+    assert main(base) == 0
+    assert '"codec": "blosc-zstd"' in capsys.readouterr().out
+    assert open_store(str(out)).spec.codec == "blosc-zstd"
+    assert main([*base, "--codec", "blosc-zstd:2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "codec blosc-zstd (this build: blosc-zstd:2)" in err
 
 
 def test_a_wrong_audio_root_is_refused_before_the_build_starts(store_corpus, tmp_path, capsys):

@@ -42,7 +42,7 @@ def test_layout_cuts_the_clip_axis_into_whole_shards_and_a_partial_last_one():
     assert [layout.shard_range(i) for i in range(2)] == [(0, 16), (16, 29)]
 
 
-@pytest.mark.parametrize("name", ["blosc-zstd", "zstd", "blosc-zstd-bitshuffle", "none"])
+@pytest.mark.parametrize("name", ["blosc-zstd:2", "blosc-zstd", "blosc-zstd:9", "zstd", "blosc-zstd-bitshuffle", "none"])
 def test_lossless_codecs_round_trip_float16_exactly(tmp_path, name):
     rng = np.random.default_rng(0)
     x = rng.uniform(-100, 40, size=(16, 8, 32)).astype(np.float16)
@@ -51,6 +51,18 @@ def test_lossless_codecs_round_trip_float16_exactly(tmp_path, name):
                           compressors=enc.compressors, fill_value=0)
     a[:] = enc.encode(x)
     assert enc.attributes() == {} and a[:].tobytes() == x.tobytes()
+
+
+def test_blosc_levels_are_named_and_the_unnamed_level_never_changes():
+    # Stores built before levels were named recorded `blosc-zstd` and `quantized:STEP`: Blosc level 3.
+    levels = {name: codecs.parse(name).for_array("logmel", "float16").compressors[0].clevel
+              for name in ("blosc-zstd", "blosc-zstd-bitshuffle", "quantized:0.0625", "blosc-zstd:2", "blosc-zstd:7")}
+    assert levels == {"blosc-zstd": 3, "blosc-zstd-bitshuffle": 3, "quantized:0.0625": 3, "blosc-zstd:2": 2,
+                      "blosc-zstd:7": 7}
+    assert codecs.DEFAULT == "blosc-zstd:2" and preset("mtat-seed").codec == codecs.DEFAULT
+    for bad in ("blosc-zstd:0", "blosc-zstd:10", "blosc-zstd:", "blosc-zstd:two"):
+        with pytest.raises(UserError, match=f"bad codec '{bad}': write blosc-zstd:LEVEL"):
+            codecs.parse(bad)
 
 
 def test_quantized_codec_error_is_at_most_float16_rounding_over_minus_100_to_40_db(tmp_path):
