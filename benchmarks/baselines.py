@@ -3,8 +3,9 @@
 (a) `librosa_loop`: one process, librosa.load → melspectrogram → power_to_db → mfcc → the crops,
     one `.npy` per clip and feature (the source reports' layout); `librosa_clip` is one clip of
     it, for a `multiprocessing.Pool` of processes (the first parallel version a user would try).
-(b) `decode_chunk`: the decode-only ceiling, soundfile + soxr and nothing else; the build can
-    never beat it on the same workers, so "fraction of (b)" says how much the features cost.
+(b) `decode_chunk`: the decode-only ceiling, soundfile + soxr and nothing else, opened by path
+    as a user would, so "fraction of (b)" says how much the features cost; `store_decode_chunk` is
+    the store's own decoder alone (MP3s read from memory, every check), the floor the build stands on.
 `NpyClips`: a map-style Dataset over one `.npy` file per clip, local or through fsspec.
 """
 
@@ -115,6 +116,15 @@ def decode_chunk(paths: list[str], spec: FeatureSpec) -> int:
     """Baseline (b), one task's worth: decode and resample, keep nothing."""
     for path in paths:
         decode(path, spec)
+    return len(paths)
+
+
+def store_decode_chunk(paths: list[str], spec: FeatureSpec) -> int:
+    """(b) with the store's decoder, `featurestore.audio.decode`, instead of plain soundfile."""
+    from featurestore.audio import decode as store_decode
+
+    for path in paths:
+        store_decode(path, spec)
     return len(paths)
 
 

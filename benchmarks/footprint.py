@@ -225,6 +225,8 @@ def quantized_sweep(ctx: Context, logmel32: np.ndarray, sizes: Sizes) -> dict[st
     import zarr
     from zarr.storage import LocalStore
 
+    from featurestore.codecs import decode
+
     from benchmarks.zarr_options import stored_bytes, write_array
 
     results = {}
@@ -233,7 +235,8 @@ def quantized_sweep(ctx: Context, logmel32: np.ndarray, sizes: Sizes) -> dict[st
     for label, encoding, data in options:
         path = ctx.work / "quantized.zarr"
         write_array(path, data, Layout(label, encoding, sizes.chunk, sizes.shard))
-        back = zarr.open_array(LocalStore(path, read_only=True), path="x")[:]
+        stored = zarr.open_array(LocalStore(path, read_only=True), path="x")
+        back = decode(stored[:], dict(stored.attrs))  # a quantized array: integers and CF scale_factor
         results[label] = error(back, logmel32, stored_bytes(path) / len(data))
         ctx.log(f"  {label}: {results[label].bytes_per_clip:,.0f} B/clip, max error {results[label].max:.5f} dB")
     return results

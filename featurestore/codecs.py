@@ -5,7 +5,7 @@ was encoded and a reader needs nothing but zarr to decode it. Choices, with the 
 measured on mtat-seed log-mel (80 x 313, float16) of 20-s clips from `featurestore.synth`:
 
 - `blosc-zstd:2` (default): Blosc level 2 with zstd and byte shuffle, lossless, ~1.25x. Blosc
-  runs zstd at level 2 x LEVEL - 1, so this is zstd level 3.
+  runs zstd at level 2 x LEVEL - 1 (levels 1-7), so this is zstd level 3.
 - `blosc-zstd[:LEVEL]`: any Blosc level from 1 to 9; without one, level 3 (zstd 5), the default
   of stores built before levels were named, which keep it. Level 3 costs 1.5-1.65x as much time
   to compress as level 2 (mtat-seed 0.98 against 0.64 ms per clip, gtzan 2.17 against 1.31, fma

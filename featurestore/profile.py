@@ -17,8 +17,8 @@ from typing import Any
 
 # Task stages in pipeline order, with what each covers (the names the build laps under).
 STAGES = {
-    "open and peek": "resolve the path, stat, read the header, open libsndfile",
-    "decode": "libsndfile (libmpg123 for MP3) to float32",
+    "open and peek": "resolve the path, stat, read the header, open libsndfile (a local MP3: read into memory)",
+    "decode": "libsndfile (libmpg123 for MP3, from memory) to float32",
     "mix and resample": "channels averaged, soxr HQ resampling",
     "checks": "peak and finiteness of samples and features, codec range",
     "STFT": "torch.stft, periodic Hann, centred",
