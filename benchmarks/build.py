@@ -39,7 +39,7 @@ from featurestore.profile import RESIDUALS
 from benchmarks.baselines import prepare
 from benchmarks.context import Context
 from benchmarks.results import Section, Table, Target, fmt
-from benchmarks.timing import Contender, alternate, paired_speedup
+from benchmarks.timing import Contender, alternate, paired_speedup, round_speedups
 
 TARGET_VS_DECODE = 0.70
 TARGET_VS_POOL = 1.6
@@ -247,7 +247,7 @@ def _case(ctx: Context, case: Case, two, one, pools, loop) -> dict:
 
 def _spread(runs, name: str, base: str, spec: str) -> str:
     """Each round's speed-up of `name` over `base`, lowest to highest."""
-    ratios = sorted(b / a for a, b in zip(runs[name].seconds, runs[base].seconds, strict=True))
+    ratios = sorted(round_speedups(runs, name, base))
     return " … ".join(format(r, spec) for r in (ratios[0], ratios[-1])) if len(ratios) > 1 else format(ratios[0], spec)
 
 

@@ -93,12 +93,16 @@ def timed(contender: Contender) -> tuple[float, int]:
     return seconds, mem.peak
 
 
+def round_speedups(runs: dict[str, Runs], name: str, base: str) -> list[float]:
+    """How many times faster `name` ran than `base` in each round (base / name)."""
+    return [b / a for a, b in zip(runs[name].seconds, runs[base].seconds, strict=True)]
+
+
 def paired_speedup(runs: dict[str, Runs], name: str, base: str) -> float:
-    """How many times faster `name` ran than `base`: the median over rounds of base / name, each
-    round's two runs taken within a minute of each other. A ratio of the two medians would let
-    the machine's drift between rounds move it (the load of a shared machine changes by tens of
-    percent over minutes)."""
-    return statistics.median(b / a for a, b in zip(runs[name].seconds, runs[base].seconds, strict=True))
+    """The median of `round_speedups`: each round's two runs are taken within a minute of each
+    other, while a ratio of the two medians would let the machine's drift between rounds move it
+    (the load of a shared machine changes by tens of percent over minutes)."""
+    return statistics.median(round_speedups(runs, name, base))
 
 
 def alternate(contenders: list[Contender], repeats: int, log: Callable[[str], None]) -> dict[str, Runs]:
