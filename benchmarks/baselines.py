@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,41 @@ import numpy as np
 from featurestore.spec import FeatureSpec
 
 
-def librosa_features(path: str, spec: FeatureSpec) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class Plain:
+    """A preset's settings as the plain numbers a librosa script uses (its log-mel's mel settings,
+    its MFCC count, its waveform crops), picklable for a process pool."""
+
+    features: tuple[str, ...]
+    sample_rate: int
+    duration: float
+    offset: float
+    n_samples: int
+    n_fft: int = 2048
+    hop: int = 1024
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None
+    n_mfcc: int = 20
+    crop_samples: int = 0
+    crop_starts: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, spec: FeatureSpec) -> Plain:
+        d, mel = spec.decoding, {}
+        if "mfcc" in spec.arrays:
+            mel = {k: getattr(spec.feature("mfcc").settings, k) for k in ("n_fft", "hop", "n_mels", "f_min", "f_max",
+                                                                          "n_mfcc")}
+        wave = {}
+        if "waveform" in spec.arrays:
+            w = spec.feature("waveform")
+            wave = {"crop_samples": w.settings.crop_samples, "crop_starts": tuple(int(s) for s in w.starts())}
+        return cls(spec.names, d.sample_rate, d.duration, d.offset, d.n_samples, **mel, **wave)
+
+
+def librosa_features(path: str, spec: Plain) -> dict[str, np.ndarray]:
     """The spec's log-mel, MFCC and waveform crops (those of them it has), by librosa."""
     import librosa
-
-    from featurestore.features.builtin import crop_starts
 
     y, sr = librosa.load(path, sr=spec.sample_rate, mono=True, offset=spec.offset, duration=spec.duration)
     y = librosa.util.fix_length(y, size=spec.n_samples)
@@ -32,11 +63,11 @@ def librosa_features(path: str, spec: FeatureSpec) -> dict[str, np.ndarray]:
     logmel = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
     out = {"logmel": logmel, "mfcc": librosa.feature.mfcc(S=logmel, n_mfcc=spec.n_mfcc)}
     if "waveform" in spec.features:
-        out["waveform"] = np.stack([y[s : s + spec.crop_samples] for s in crop_starts(spec)])
+        out["waveform"] = np.stack([y[s : s + spec.crop_samples] for s in spec.crop_starts])
     return {k: v for k, v in out.items() if k in spec.features}
 
 
-def librosa_clip(job: tuple[int, str], spec: FeatureSpec, out_dir: str) -> int:
+def librosa_clip(job: tuple[int, str], spec: Plain, out_dir: str) -> int:
     """One clip of baseline (a): its features, one float16 `.npy` each."""
     i, path = job
     for feature, value in librosa_features(path, spec).items():
@@ -74,7 +105,7 @@ def librosa_loop(paths: list[str], spec: FeatureSpec, out_dir: str) -> int:
 def librosa_descriptors(segment: np.ndarray, sr: int) -> np.ndarray:
     """The 57 GTZAN descriptors of one segment the way the public table computes them: each
     `librosa.feature.*` called on the samples (each takes its own STFT), HPSS by
-    `librosa.effects.hpss`. Columns in `featurestore.handcrafted.DESCRIPTOR_NAMES` order."""
+    `librosa.effects.hpss`. Columns in `featurestore.maths.descriptors.DESCRIPTOR_NAMES` order."""
     import librosa
 
     y = segment
@@ -95,7 +126,7 @@ def librosa_descriptors(segment: np.ndarray, sr: int) -> np.ndarray:
     return np.asarray(row, dtype=np.float32)
 
 
-def decode(path: str, spec: FeatureSpec) -> np.ndarray:
+def decode(path: str, spec: Plain) -> np.ndarray:
     import soundfile as sf
     import soxr
 
@@ -112,7 +143,7 @@ def decode(path: str, spec: FeatureSpec) -> np.ndarray:
     return out
 
 
-def decode_chunk(paths: list[str], spec: FeatureSpec) -> int:
+def decode_chunk(paths: list[str], spec: Plain) -> int:
     """Baseline (b), one task's worth: decode and resample, keep nothing."""
     for path in paths:
         decode(path, spec)
@@ -120,11 +151,11 @@ def decode_chunk(paths: list[str], spec: FeatureSpec) -> int:
 
 
 def store_decode_chunk(paths: list[str], spec: FeatureSpec) -> int:
-    """(b) with the store's decoder, `featurestore.audio.decode`, instead of plain soundfile."""
+    """(b) with the store's decoder, `featurestore.audio.decoder`, instead of plain soundfile."""
     from featurestore.audio import decode as store_decode
 
     for path in paths:
-        store_decode(path, spec)
+        store_decode(path, spec.decoding)
     return len(paths)
 
 

@@ -1,8 +1,8 @@
-"""Build throughput: `build_store` against librosa done by hand and against decoding alone, per preset.
+"""Build throughput: `featurestore.build` against librosa done by hand and against decoding alone, per preset.
 
 For each preset, on its own kind of generated files (mtat-seed: 16 kHz mono MP3; fma: 44.1 kHz
 stereo MP3; gtzan: 22.05 kHz WAV), one run, alternating every contender in every round:
-- the project: `featurestore.build.build_store` on warm Dask LocalClusters of 2 and of 1
+- the project: `featurestore.build` on warm Dask LocalClusters of 2 and of 1
   single-threaded worker processes (passed as `scheduler=`, set up like the build's own
   cluster), writing the whole store (arrays, commits, statistics, manifest copy);
 - (a) librosa by hand, the same features into one `.npy` per clip and feature
@@ -11,7 +11,7 @@ stereo MP3; gtzan: 22.05 kHz WAV), one run, alternating every contender in every
   process (the stronger of the two, which the target uses), and a single-process loop; all warm;
 - (b) the decode-only ceiling: soundfile + soxr and nothing else, on the project's 2 workers and
   on its 1 worker, one task per shard-sized group of files like the build: how far decoding
-  alone scales on this machine; (b') the store's own decoder alone (`featurestore.audio.decode`:
+  alone scales on this machine; (b') the store's own decoder alone (`featurestore.audio.decoder`:
   MP3s read from memory, every check), the floor the build itself stands on.
 The project's own runs say where their time goes (`BuildReport.profile`, `featurestore/profile.py`):
 the per-stage table is the median run's. Then the floors behind it: other MP3 decoders, and the
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurestore.profile import RESIDUALS
+from featurestore.builder.profile import RESIDUALS
 
 from benchmarks.baselines import prepare
 from benchmarks.context import Context
@@ -83,7 +83,7 @@ def run(ctx: Context) -> Section:
     targets += hand_targets
     notes += hand_notes + [
         "Start-up of a fresh LocalCluster (worker processes importing torch) is not in these numbers: the "
-        "scaling section measures it, `build_store(workers=2)` end to end against warm workers.",
+        "scaling section measures it, `featurestore.build(workers=2)` end to end against warm workers.",
         "(b) runs in the build's own worker processes, so its RSS includes what the build imported there (torch).",
     ]
     return Section(name="build", title="Build throughput", summary=__doc__.split("\n\n", 1)[1].strip(),
@@ -91,15 +91,16 @@ def run(ctx: Context) -> Section:
 
 
 def _case(ctx: Context, case: Case, two, one, pools, loop) -> dict:
-    from featurestore.build import build_store
-    from featurestore.spec import preset
-    from featurestore.store import default_shard_clips
+    from featurestore.builder import build
+    from featurestore.presets import preset
+    from featurestore.store.layout import default_shard_clips
 
-    from benchmarks.baselines import decode_chunk, librosa_clip, librosa_loop, store_decode_chunk
+    from benchmarks.baselines import Plain, decode_chunk, librosa_clip, librosa_loop, store_decode_chunk
     from benchmarks.cluster import worker_pids
     from benchmarks.corpus import corpus, distinct, seconds
 
     spec = preset(case.preset)
+    plain = Plain.of(spec)
     clips = corpus(ctx, case.flavour, case.clips)
     shard = default_shard_clips(case.clips, spec)
     groups = [clips.paths[i : i + shard] for i in range(0, case.clips, shard)]
@@ -111,27 +112,29 @@ def _case(ctx: Context, case: Case, two, one, pools, loop) -> dict:
     def project(client):
         def go():
             started = time.perf_counter()
-            report = build_store(clips.manifest, clips.root, store, spec, scheduler=client.scheduler.address,
-                                 overwrite=True, progress=False)
+            report = build(clips.manifest, audio_root=clips.root, out=store, spec=spec,
+                           scheduler=client.scheduler.address, overwrite=True)
             if report.ok != case.clips:
-                raise RuntimeError(f"build_store stored {report.ok} of {case.clips} clips: {report.first_reasons}")
+                raise RuntimeError(f"the build stored {report.ok} of {case.clips} clips: {report.first_reasons}")
             if client is two:
                 profiles[time.perf_counter() - started] = report.profile
         return go
 
     def by_pool(pool):
         def go():
-            if sum(pool.map(partial(librosa_clip, spec=spec, out_dir=str(npy)), enumerate(clips.paths))) != case.clips:
+            if sum(pool.map(partial(librosa_clip, spec=plain, out_dir=str(npy)), enumerate(clips.paths))) != case.clips:
                 raise RuntimeError("the librosa pool skipped clips")
         return go
 
     def by_loop():
-        if loop.submit(librosa_loop, clips.paths, spec, str(npy)).result() != case.clips:
+        if loop.submit(librosa_loop, clips.paths, plain, str(npy)).result() != case.clips:
             raise RuntimeError("the librosa loop skipped clips")
 
     def decode_only(client, chunk=decode_chunk):
+        settings = spec if chunk is store_decode_chunk else plain
+
         def go():
-            if sum(client.gather(client.map(chunk, groups, spec=spec, pure=False))) != case.clips:
+            if sum(client.gather(client.map(chunk, groups, spec=settings, pure=False))) != case.clips:
                 raise RuntimeError("the decode-only baseline skipped clips")
         return go
 
@@ -144,21 +147,21 @@ def _case(ctx: Context, case: Case, two, one, pools, loop) -> dict:
     for client in (two, one):
         _warm_every_worker(client, warm, spec, ctx.work / "warm.zarr")
     for pool in pools:
-        pool.map(partial(librosa_clip, spec=spec, out_dir=str(ctx.work / "warm-npy")), enumerate(warm.paths))
-    loop.submit(librosa_loop, warm.paths, spec, str(ctx.work / "warm-npy")).result()
+        pool.map(partial(librosa_clip, spec=plain, out_dir=str(ctx.work / "warm-npy")), enumerate(warm.paths))
+    loop.submit(librosa_loop, warm.paths, plain, str(ctx.work / "warm-npy")).result()
     for client in (two, one):
-        client.gather(client.map(decode_chunk, [warm.paths], spec=spec, pure=False))
+        client.gather(client.map(decode_chunk, [warm.paths], spec=plain, pure=False))
     two.gather(two.map(store_decode_chunk, [warm.paths], spec=spec, pure=False))
 
     names = {
-        "two": f"featurestore build_store, {WORKERS} Dask workers",
-        "one": "featurestore build_store, 1 Dask worker",
+        "two": f"featurestore.build, {WORKERS} Dask workers",
+        "one": "featurestore.build, 1 Dask worker",
         "pool default": f"(a) librosa, multiprocessing.Pool({WORKERS}), default threads",
         "pool": f"(a) librosa, multiprocessing.Pool({WORKERS}), 1 thread per process",
         "loop": "(a) librosa loop, 1 process",
         "decode": f"(b) decode only (soundfile + soxr), the same {WORKERS} Dask workers",
         "decode one": "(b) decode only, the same 1 Dask worker",
-        "store decode": f"(b') decode only with the store's decoder (featurestore.audio.decode), {WORKERS} workers",
+        "store decode": f"(b') decode only with the store's decoder (featurestore.audio.decoder), {WORKERS} workers",
     }
     ctx.log(f"{case.preset}: {case.rounds} round(s) of {case.clips} clips, alternating {', '.join(names)}")
     runs = alternate([
@@ -255,16 +258,17 @@ def _codecs(ctx: Context, case: Case, clips, spec, client, label: str) -> tuple[
     """The store's lossless codecs on the same clips: what its compression stage costs and saves
     (one build each on the warm 2 workers, its profile's "compress and write" row); returns the
     table and the cheapest codec that compresses (name, ms per clip)."""
-    from featurestore.build import build_store
+    from featurestore.builder import build
     from featurestore.codecs import DEFAULT, LOSSLESS
-    from featurestore.store import footprint, open_store
+    from featurestore.store import open_store
+    from featurestore.store.inspect import footprint
 
     rows, costs = [], {}
     for name in (DEFAULT, *LOSSLESS):
         out = ctx.work / f"codec-{case.preset}.zarr"
         started = time.perf_counter()
-        report = build_store(clips.manifest, clips.root, out, spec.replace(codec=name),
-                             scheduler=client.scheduler.address, overwrite=True, progress=False)
+        report = build(clips.manifest, audio_root=clips.root, out=out, spec=spec.replace(codec=name),
+                       scheduler=client.scheduler.address, overwrite=True)
         wall = time.perf_counter() - started
         ms = {r.name: r.ms for r in report.profile.per_clip(wall)}["compress and write"]
         total = footprint(open_store(out))[-1]
@@ -281,15 +285,15 @@ def _codecs(ctx: Context, case: Case, clips, spec, client, label: str) -> tuple[
 def _warm_every_worker(client, warm, spec, out: Path) -> None:
     """Builds of one-chunk shards until every worker has run a task: a worker's first task imports
     zarr and builds its extractor (half a second), which must not land in a timed run."""
-    from featurestore.build import build_store
-    from featurestore.store import CHUNK_CLIPS
+    from featurestore.builder import build
+    from featurestore.store.layout import CHUNK_CLIPS
 
     from benchmarks.cluster import worker_pids
 
     cold = set(worker_pids(client))
     for _ in range(10):
-        report = build_store(warm.manifest, warm.root, out, spec, scheduler=client.scheduler.address,
-                             shard_clips=CHUNK_CLIPS, overwrite=True, progress=False)
+        report = build(warm.manifest, audio_root=warm.root, out=out, spec=spec, scheduler=client.scheduler.address,
+                       shard_clips=CHUNK_CLIPS, overwrite=True)
         cold -= {task["worker"] for task in report.profile.tasks}
         if not cold:
             return
@@ -298,7 +302,7 @@ def _warm_every_worker(client, warm, spec, out: Path) -> None:
 
 def _stored_kb(spec) -> float:
     """Raw bytes per clip of the arrays a build compresses (KB)."""
-    from featurestore.store import clip_arrays
+    from featurestore.store.layout import clip_arrays
 
     return sum(a.clip_bytes for a in clip_arrays(spec).values()) / 1e3
 
@@ -357,19 +361,20 @@ def time_descriptors(paths: list[str], spec, rounds: int) -> tuple[list[float], 
     its own; its first `describe` compiles librosa's kernels under the store's compile lock."""
     from featurestore.audio import decode
     from featurestore.environment import compiling
-    from featurestore.handcrafted import describe, segments
+    from featurestore.maths.descriptors import describe, segments
 
     from benchmarks.baselines import librosa_descriptors
 
-    samples = [decode(p, spec).samples for p in paths]
+    rate, size = spec.decoding.sample_rate, spec.feature("handcrafted").segment_samples
+    samples = [decode(p, spec.decoding).samples for p in paths]
     with compiling():
-        describe(samples[0], spec)  # numba compiles librosa's kernels once
+        describe(samples[0], rate, size)  # numba compiles librosa's kernels once
     ours, direct, worst = [], [], 0.0
     for _ in range(rounds):
         t0 = time.perf_counter()
-        tables = [describe(y, spec) for y in samples]
+        tables = [describe(y, rate, size) for y in samples]
         t1 = time.perf_counter()
-        reference = [np.stack([librosa_descriptors(s, spec.sample_rate) for s in segments(y, spec)]) for y in samples]
+        reference = [np.stack([librosa_descriptors(s, rate) for s in segments(y, size)]) for y in samples]
         t2 = time.perf_counter()
         ours.append((t1 - t0) / len(samples))
         direct.append((t2 - t1) / len(samples))
@@ -381,13 +386,13 @@ def time_descriptors(paths: list[str], spec, rounds: int) -> tuple[list[float], 
 def _handcrafted(ctx: Context, client, loop) -> tuple[list[Table], list[Target], list[str]]:
     """The descriptors as the store computes them against the table's direct librosa calls, and a
     handcrafted build on 2 workers, projected to GTZAN's 1,000 tracks."""
-    from featurestore.build import build_store
-    from featurestore.spec import preset
+    from featurestore.builder import build
+    from featurestore.presets import preset
 
     from benchmarks.corpus import corpus, seconds
 
     timed_clips, built_clips = QUICK_HANDCRAFTED if ctx.quick else HANDCRAFTED_CLIPS
-    spec = preset("gtzan").replace(features=("handcrafted",))
+    spec = preset("gtzan").select(["handcrafted"])
     if ctx.quick:  # the smoke test's 3-s clips, not padded with 27 s of silence (pitch tracking finds nothing there)
         spec = spec.replace(duration=seconds(ctx, "gtzan"))
     clips = corpus(ctx, "gtzan", timed_clips)
@@ -395,18 +400,18 @@ def _handcrafted(ctx: Context, client, loop) -> tuple[list[Table], list[Target],
     speedup = float(np.median(direct) / np.median(ours))
 
     built = corpus(ctx, "gtzan", built_clips)
-    report = build_store(built.manifest, built.root, ctx.work / "handcrafted.zarr", preset("gtzan").replace(
-        features=("logmel", "mfcc", "handcrafted")), scheduler=client.scheduler.address, overwrite=True,
-        progress=False)
+    report = build(built.manifest, audio_root=built.root, out=ctx.work / "handcrafted.zarr",
+                   spec=preset("gtzan").select(["logmel", "mfcc", "handcrafted"]), scheduler=client.scheduler.address,
+                   overwrite=True)
     per_clip = report.elapsed / len(built.paths)
     table = Table(
         f"GTZAN handcrafted descriptors (57 per 3-s segment, 10 segments per 30-s clip), one process, "
         f"{timed_clips} clips, median of {len(ours)} alternating round(s)",
         ["computation", "s per 30-s clip", "speed-up"],
-        [["featurestore.handcrafted.describe (shared STFT, bottleneck median filters)", f"{np.median(ours):.3f}",
+        [["featurestore.maths.descriptors.describe (shared STFT, bottleneck median filters)", f"{np.median(ours):.3f}",
           f"{speedup:.2f}×"],
          ["direct librosa.feature.* calls per segment (the public table's)", f"{np.median(direct):.3f}", "1.00×"],
-         [f"build_store on {WORKERS} warm workers, gtzan log-mel + MFCC + handcrafted, {len(built.paths)} clips",
+         [f"featurestore.build on {WORKERS} warm workers, gtzan log-mel + MFCC + handcrafted, {len(built.paths)} clips",
           f"{per_clip:.3f} wall", f"GTZAN's {GTZAN_TRACKS:,} tracks: {per_clip * GTZAN_TRACKS / 60:.1f} min on "
           f"{WORKERS} cores (+ start-up)"]],
     )

@@ -1,8 +1,8 @@
 """A Dask LocalCluster set up exactly like the build's own, kept warm and shared by project and baseline.
 
-`build_store(workers=N)` starts a fresh cluster per call; the benchmarks keep clusters warm
+`featurestore.build(workers=N)` starts a fresh cluster per call; the benchmarks keep clusters warm
 instead (workers have imported torch and built their extractor) and hand their address to
-`build_store(scheduler=...)`, so the project and the decode-only ceiling run on the very same
+`featurestore.build(scheduler=...)`, so the project and the decode-only ceiling run on the very same
 worker processes. The cold start a user pays once per build is measured on its own, end to
 end, by the scaling benchmark.
 """
@@ -18,10 +18,10 @@ MALLOC = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")  # glibc's allocat
 
 @contextlib.contextmanager
 def local_cluster(workers: int, worker_env: Mapping[str, str | None] | None = None) -> Iterator[object]:
-    """A Client on `workers` single-threaded processes; `worker_env` as in `build_store` (None unsets)."""
+    """A Client on `workers` single-threaded processes; `worker_env` as in `featurestore.build` (None unsets)."""
     from dask.distributed import Client
 
-    from featurestore.build import local_cluster as build_cluster
+    from featurestore.builder.cluster import local_cluster as build_cluster
 
     with build_cluster(workers, worker_env) as cluster, Client(cluster) as client:
         yield client

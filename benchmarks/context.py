@@ -32,7 +32,7 @@ class Context:
         return path
 
     def cluster(self, workers: int, worker_env: dict[str, str | None] | None = None):
-        """A Dask client on warm workers set up like `build_store(workers=..., worker_env=...)`'s,
+        """A Dask client on warm workers set up like `featurestore.build(workers=..., worker_env=...)`'s,
         started on first use and shared by the run's benchmarks.
 
         Starting workers that import torch costs seconds of CPU each; the cold start a user pays

@@ -14,8 +14,8 @@ from featurestore.spec import FeatureSpec
 def float32_features(paths: list[str], spec: FeatureSpec) -> dict[str, np.ndarray]:
     """Stacked (clip, ...) float32 arrays for every feature of `spec`."""
     from featurestore.audio import decode
-    from featurestore.extract import FeatureExtractor
+    from featurestore.features.extract import FeatureExtractor
 
     extract = FeatureExtractor(spec)
-    per_clip = [extract(decode(p, spec).samples) for p in paths]
-    return {name: np.stack([c[name] for c in per_clip]).astype(np.float32) for name in spec.features}
+    per_clip = [extract(decode(p, spec.decoding).samples) for p in paths]
+    return {name: np.stack([c[name] for c in per_clip]).astype(np.float32) for name in spec.names}

@@ -9,7 +9,7 @@
 3. The store's bounded-error codec `quantized:STEP` (integers round(x / STEP) with CF
    scale_factor, then Blosc-zstd): max and RMS error against the float32 features next to float16's own,
    bytes per clip and MTAT projected — swept over steps in the same harness, then checked
-   end to end in a store written by `build_store`.
+   end to end in a store written by `featurestore.build`.
 4. What the codec does to a trained model: the same model and seed trained and tested on the
    float16 store and on the quantized store of the same demo corpus.
 """
@@ -59,10 +59,11 @@ CODECS = (DEFAULT, f"quantized:{STEP:g}")  # the store default, and the bounded-
 
 
 def store_codec(name: str, array: str = "logmel"):
-    """The encoding the store gives `array` under `--codec name`."""
+    """The encoding the store gives the mtat-seed preset's `array` under `--codec name`."""
     from featurestore import codecs
+    from featurestore.presets import preset
 
-    return lambda: codecs.parse(name).for_array(array, "float16")
+    return lambda: codecs.parse(name).for_array(preset("mtat-seed").feature(array))
 
 
 def extra_codec(*compressors):
@@ -85,16 +86,17 @@ STEPS = (
 def principles(ctx: Context, paths: list[str]) -> tuple[Table, dict[str, float]]:
     """The report's table; returns it and the measured .npy GB for MTAT per step (for the plot)."""
     from featurestore.codecs import ArrayCodec
-    from featurestore.spec import preset
+    from featurestore.presets import preset
 
     from benchmarks.features import float32_features
     from benchmarks.zarr_options import stored_bytes, write_array
 
     rows, gb = [], {}
     for k, (label, changes, dtype) in enumerate(STEPS):
-        spec = preset("mtat-seed").replace(features=("logmel",), **changes)
+        spec = preset("mtat-seed").select(["logmel"], **changes)
+        bands, frames = spec.feature("logmel").clip_shape()
         logmel = float32_features(paths, spec)["logmel"].astype(dtype)
-        computed = spec.n_mels * spec.n_frames * np.dtype(dtype).itemsize
+        computed = bands * frames * np.dtype(dtype).itemsize
         npy_dir = ctx.scratch(f"principle-{k}-npy")
         for i, clip in enumerate(logmel):
             np.save(npy_dir / f"{i}.npy", clip)
@@ -106,7 +108,7 @@ def principles(ctx: Context, paths: list[str]) -> tuple[Table, dict[str, float]]
         zarr_bytes = stored_bytes(z) / len(logmel)
         gb[label] = npy * MTAT_CLIPS / 1e9
         rows.append([
-            label, f"{spec.n_mels} × {spec.n_frames}", dtype, f"{computed:,}", f"{npy:,.0f}", f"{zarr_bytes:,.0f}",
+            label, f"{bands} × {frames}", dtype, f"{computed:,}", f"{npy:,.0f}", f"{zarr_bytes:,.0f}",
             f"{computed * MTAT_CLIPS / 1e9:.2f} GB", f"{npy * MTAT_CLIPS / 1e9:.2f} GB",
             f"{zarr_bytes * MTAT_CLIPS / 1e9:.2f} GB",
         ])
@@ -242,12 +244,12 @@ def quantized_sweep(ctx: Context, logmel32: np.ndarray, sizes: Sizes) -> dict[st
     return results
 
 
-# ---- 4. end to end: stores built by build_store, and a model trained on each ------------------
+# ---- 4. end to end: stores built by featurestore.build, and a model trained on each ------------------
 
 def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[dict[str, Error], dict[str, dict[str, float]]]:
     """Build the demo corpus twice (float16, quantized), check the stored error, train and test."""
-    from featurestore.build import build_store
-    from featurestore.spec import preset
+    from featurestore.builder import build
+    from featurestore.presets import preset
     from featurestore.store import open_store
     from trainers.config import TrainConfig
     from trainers.inputs import InputConfig
@@ -260,15 +262,15 @@ def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[dict[str, Error], dict[
     demo = corpus(ctx, "mtat", sizes.model_clips)
     errors, metrics, reference = {}, {}, None
     for codec in CODECS:
-        spec = preset("mtat-seed").replace(features=("logmel",), codec=codec)
+        spec = preset("mtat-seed").select(["logmel"], codec=codec)
         url = ctx.work / f"demo-{codec.replace(':', '-')}.zarr"
-        ctx.log(f"  build_store {sizes.model_clips} clips with --codec {codec}")
-        build_store(demo.manifest, demo.root, url, spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True,
-                    progress=False)
+        ctx.log(f"  featurestore build {sizes.model_clips} clips with --codec {codec}")
+        build(demo.manifest, audio_root=demo.root, out=url, spec=spec, scheduler=ctx.cluster(2).scheduler.address,
+              overwrite=True)
         store = open_store(url)
         if reference is None:  # float32 features of the clips in store order
             reference = float32_features([str(demo.root / p) for p in store.manifest["path"]], spec)["logmel"]
-        errors[f"store written by `build_store --codec {codec}` ({store.n_clips} clips)"] = error(
+        errors[f"store written by `featurestore build --codec {codec}` ({store.n_clips} clips)"] = error(
             store.array("logmel")[:], reference, stored_bytes(url / "logmel") / store.n_clips)
     for codec in CODECS:
         url = ctx.work / f"demo-{codec.replace(':', '-')}.zarr"
@@ -281,7 +283,7 @@ def trained_on_each(ctx: Context, sizes: Sizes) -> tuple[dict[str, Error], dict[
 
 
 def run(ctx: Context) -> Section:
-    from featurestore.spec import preset
+    from featurestore.presets import preset
 
     from benchmarks.corpus import corpus
     from benchmarks.features import float32_features
@@ -293,7 +295,7 @@ def run(ctx: Context) -> Section:
     table1, principle_gb = principles(ctx, files[: sizes.principle_clips])
 
     ctx.log(f"mtat-seed log-mel of {len(files)} clips (float32, from the project's decode and extractor)")
-    logmel32 = float32_features(files, preset("mtat-seed").replace(features=("logmel",)))["logmel"]
+    logmel32 = float32_features(files, preset("mtat-seed").select(["logmel"]))["logmel"]
     logmel16 = logmel32.astype(np.float16)
 
     ctx.log("lossless codecs")
@@ -322,7 +324,7 @@ def run(ctx: Context) -> Section:
               f"(median of {sizes.rounds} rounds)", OPTION_COLUMNS, shape_rows),
         Table(f"Bounded error: log-mel encodings against the float32 features of the same clips "
               f"(float16's own worst rounding over -100…+40 dB is 1/32 = {FLOAT16_MAX_ERROR:.5f} dB); "
-              f"the last two rows are whole stores written by `build_store`",
+              f"the last two rows are whole stores written by `featurestore.build`",
               ERROR_COLUMNS, [e.row(label) for label, e in (sweep | stored).items()]),
         Table(f"The same trained model ({MODEL} on random {CROP_FRAMES}-frame crops, seed 0, {sizes.epochs} epochs, "
               f"CPU; tested on {EVAL_CROPS} crops per clip) on the float16 and the "

@@ -1,7 +1,7 @@
 """GPU training path: what the trainers reach on CUDA, and whether the loader keeps up.
 
 One store of MTAT-like clips (mtat-seed log-mel, MFCC and a waveform crop, built by
-`build_store`), then for cnn4, cnn3, nnet2 and mixnet on their natural inputs, batch 32: training
+`featurestore.build`), then for cnn4, cnn3, nnet2 and mixnet on their natural inputs, batch 32: training
 samples/s through the real loop (`trainers.loop.Fit.step`, the streaming loader with pinned
 memory and non-blocking copies, cuDNN autotuning as `train` sets it) with bf16 autocast on and
 off; the share of wall time the loop waited for the loader; the share the GPU spent between the
@@ -152,21 +152,20 @@ def parity(url: str, epochs: int, device: str, out: Path) -> dict[str, float]:
 def run(ctx: Context) -> Section:
     import torch
 
-    from featurestore.build import build_store
-    from featurestore.spec import preset
+    from featurestore.builder import build
+    from featurestore.presets import preset
 
     from benchmarks.corpus import corpus, seconds
 
     sizes = QUICK if ctx.quick else FULL
     cuda = torch.cuda.is_available()
     gpu = torch.cuda.get_device_name(0) if cuda else "none"
-    clip_seconds = min(seconds(ctx, "mtat"), preset("mtat-seed").duration)
+    clip_seconds = min(seconds(ctx, "mtat"), preset("mtat-seed").decoding.duration)
     spec = preset("mtat-seed").replace(duration=clip_seconds, crop_samples=min(2**16, int(clip_seconds * 16_000)))
     clips = corpus(ctx, "mtat", sizes.clips)
     url = str(ctx.work / "gpu.zarr")
     ctx.log(f"building a {sizes.clips}-clip mtat-seed store (log-mel, MFCC, waveform); CUDA: {gpu}")
-    build_store(clips.manifest, clips.root, url, spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True,
-                progress=False)
+    build(clips.manifest, audio_root=clips.root, out=url, spec=spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True)
 
     settings = [("cpu", False, sizes.cpu_steps)] + ([("cuda", True, sizes.steps), ("cuda", False, sizes.steps)]
                                                     if cuda else [])

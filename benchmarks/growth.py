@@ -36,14 +36,14 @@ def run(ctx: Context) -> Section:
     import manifests
     import numpy as np
 
-    from featurestore.build import build_store
-    from featurestore.spec import preset
-    from featurestore.store import open_store, read_commits
+    import featurestore
+    from featurestore.presets import preset
+    from featurestore.store import open_store
 
     from benchmarks.corpus import corpus
 
     sizes = QUICK if ctx.quick else FULL
-    spec = preset("mtat-seed").replace(features=("logmel", "mfcc"))
+    spec = preset("mtat-seed").select(["logmel", "mfcc"])
     if ctx.quick:
         spec = spec.replace(duration=3.0)
     clips = corpus(ctx, "mtat-growth", sizes.clips)
@@ -59,7 +59,7 @@ def run(ctx: Context) -> Section:
 
     def build(manifest, out):
         start = time.perf_counter()
-        report = build_store(manifest, clips.root, out, spec, scheduler=scheduler, progress=False)
+        report = featurestore.build(manifest, audio_root=clips.root, out=out, spec=spec, scheduler=scheduler)
         if report.pending:
             raise RuntimeError(f"{out}: {report.pending} clips pending")
         return time.perf_counter() - start, report
@@ -71,8 +71,8 @@ def run(ctx: Context) -> Section:
     t_append, appended = build(clips.manifest, grown)
     ctx.log(f"rebuilding all {sizes.clips:,} clips from scratch")
     t_full, _ = build(clips.manifest, fresh)
-    same = {i: r["hash"] for i, r in read_commits(str(grown)).items()} == {
-        i: r["hash"] for i, r in read_commits(str(fresh)).items()}
+    same = {i: r.content_hash() for i, r in open_store(grown).records.items()} == {
+        i: r.content_hash() for i, r in open_store(fresh).records.items()}
     if not same:
         raise RuntimeError("the grown store differs from the fresh build")
     ctx.log("new splits for every clip")

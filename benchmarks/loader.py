@@ -1,11 +1,11 @@
 """Loader throughput: the trainers' streaming loader against a DataLoader over one `.npy` per clip.
 
-Same clips (mtat-seed log-mel, 80 × 313 float16, from a store built by `build_store`, written
+Same clips (mtat-seed log-mel, 80 × 313 float16, from a store built by `featurestore.build`, written
 out once more as one `.npy` per clip: the source report's layout), same DataLoader settings
 (batch 32, 2 worker processes, a fresh loader per epoch as the training loop makes), one run,
 alternating epochs of each:
-- the project: `trainers.data.StreamingDataset` with the block and shuffle-buffer sizes the
-  training loop derives from the store (`trainers.loop.block_clips` / `buffer_clips`), through
+- the project: `trainers.StreamingStoreDataset` with the block and shuffle-buffer sizes the
+  training loop derives from the store (`trainers.datasets.block_size` / `buffer_size`), through
   `trainers.runtime.make_loader`;
 - the baseline: `torch.utils.data.DataLoader(shuffle=True)` over `benchmarks.baselines.NpyClips`.
 Both on local disk (warm page cache), then both through an S3-compatible server on 127.0.0.1
@@ -55,10 +55,8 @@ def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int)
     import torch
     from torch.utils.data import DataLoader
 
-    from trainers.config import TrainConfig
-    from trainers.data import StreamingDataset
+    from trainers.datasets import StreamingStoreDataset, block_size, buffer_size
     from trainers.inputs import InputConfig
-    from trainers.loop import block_clips, buffer_clips
     from trainers.prepare import open_data
     from trainers.runtime import make_loader
 
@@ -66,10 +64,9 @@ def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int)
 
     inputs = InputConfig("logmel")
     data = open_data(url, inputs)
-    config = TrainConfig(store=url, model="cnn4", out="", input=inputs, batch_size=BATCH, num_workers=WORKERS)
-    block = block_clips(data, None)
-    buffer = buffer_clips(data, config, block)
-    stream = StreamingDataset(data.source(indices, inputs), block_clips=block, buffer_clips=buffer, seed=0)
+    block = block_size(data.chunk_clips, data.shard_clips)
+    buffer = buffer_size(data.spec, inputs, block)
+    stream = StreamingStoreDataset.over(data.source(indices, inputs), block_clips=block, buffer_clips=buffer, seed=0)
     npy = NpyClips(npy_paths, data.targets[indices])
     expected = epochs * len(indices)
     loader_workers = new_children({p.pid for p in psutil.Process().children(recursive=True)})
@@ -94,7 +91,7 @@ def contenders(url: str, npy_paths: list[str], indices: np.ndarray, epochs: int)
             raise RuntimeError(f"npy loader delivered {n} samples, expected {expected}")
 
     return [
-        Contender("trainers StreamingDataset", project, loader_workers),
+        Contender("trainers StreamingStoreDataset", project, loader_workers),
         Contender(".npy per clip DataLoader", baseline, loader_workers),
     ], block, buffer
 
@@ -131,20 +128,19 @@ def write_npy(store, folder) -> list[str]:
 
 
 def run(ctx: Context) -> Section:
-    from featurestore.build import build_store
-    from featurestore.spec import preset
+    from featurestore.builder import build
+    from featurestore.presets import preset
     from featurestore.store import open_store
 
     from benchmarks.corpus import corpus
     from benchmarks.s3 import moto_s3
 
     sizes = QUICK if ctx.quick else FULL
-    spec = preset("mtat-seed").replace(features=("logmel",))
+    spec = preset("mtat-seed").select(["logmel"])
     clips = corpus(ctx, "mtat", sizes.clips)
     url = str(ctx.work / "loader.zarr")
     ctx.log(f"building a {sizes.clips}-clip mtat-seed log-mel store")
-    build_store(clips.manifest, clips.root, url, spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True,
-                progress=False)
+    build(clips.manifest, audio_root=clips.root, out=url, spec=spec, scheduler=ctx.cluster(2).scheduler.address, overwrite=True)
     store = open_store(url)
     if (store.status != 1).any():
         raise RuntimeError(f"{url}: {int((store.status != 1).sum())} clips not ok; the loader benchmark needs all")

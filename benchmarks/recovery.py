@@ -4,7 +4,7 @@ MTAT-like files (16 kHz mono MP3, 29.1 s), mtat-seed features, alternating in ev
 - (a) `featurestore build --workers 2` in its own process, as a user runs it (cold start included);
 - (b) the same command SIGKILLed, with its workers, once half of its shards are committed, then
   run again: the crash costs (b) − (a), the work in flight at the kill plus one more start-up;
-- (c) `build_store` on a warm LocalCluster of 2 workers;
+- (c) `featurestore.build` on a warm LocalCluster of 2 workers;
 - (d) the same with one worker process SIGKILLed once a quarter of the shards are committed: its
   nanny starts a new one (which imports torch afresh) and Dask reruns the task it held.
 Every disturbed build must end with the same content hash, shard by shard, as the undisturbed one.
@@ -47,11 +47,12 @@ def _committed(store: Path) -> int:
 
 
 def _hashes(store: Path) -> dict[int, str]:
-    from featurestore.store import open_store, read_commits
+    from featurestore.store import open_store
 
-    if open_store(store).build_state != "complete":
+    opened = open_store(store)
+    if opened.build_state != "complete":
         raise RuntimeError(f"{store}: the build did not complete")
-    return {i: r["hash"] for i, r in read_commits(str(store)).items()}
+    return {i: r.content_hash() for i, r in opened.records.items()}
 
 
 def _kill_family(pid: int) -> None:
@@ -68,15 +69,15 @@ def _kill_family(pid: int) -> None:
 
 def _warm(spec) -> None:
     """On a worker: import torch and build the extractor, as a first task would."""
-    from featurestore.build import _extractor
+    from featurestore.builder.task import extractor
 
-    _extractor(spec)
+    extractor(spec, spec.names)
 
 
 def run(ctx: Context) -> Section:
-    from featurestore.build import build_store
-    from featurestore.spec import preset
-    from featurestore.store import default_shard_clips
+    from featurestore.builder import build
+    from featurestore.presets import preset
+    from featurestore.store.layout import default_shard_clips
 
     from benchmarks.cluster import worker_pids
     from benchmarks.corpus import corpus, seconds
@@ -110,8 +111,8 @@ def run(ctx: Context) -> Section:
     client = ctx.cluster(WORKERS)
 
     def warm_build(out: Path):
-        return build_store(clips.manifest, clips.root, out, spec, shard_clips=shard,
-                           scheduler=client.scheduler.address, progress=False)
+        return build(clips.manifest, audio_root=clips.root, out=out, spec=spec, shard_clips=shard,
+                     scheduler=client.scheduler.address)
 
     def warm_with_a_worker_killed():
         victim = worker_pids(client)[0]
@@ -139,7 +140,7 @@ def run(ctx: Context) -> Section:
     names = {
         "a": f"(a) featurestore build --workers {WORKERS}, undisturbed",
         "b": "(b) the same, SIGKILLed at half its shards, then re-run",
-        "c": f"(c) build_store on {WORKERS} warm workers, undisturbed",
+        "c": f"(c) featurestore.build on {WORKERS} warm workers, undisturbed",
         "d": "(d) the same, one worker SIGKILLed at a quarter of the shards",
     }
     ctx.log(f"{sizes.rounds} rounds of {sizes.clips} clips in {n_shards} shards, alternating (a) (b) (c) (d)")

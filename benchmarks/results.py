@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from featurestore.store import write_bytes
+from featurestore.locations import write_bytes
 
 ORDER = ("footprint", "build", "loader", "scaling", "recovery", "growth", "gpu")
 

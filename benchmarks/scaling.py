@@ -1,16 +1,16 @@
 """Scaling: does the build's cost per clip stay flat, and do two workers give two cores' worth?
 
-1. Start-up: `build_store(workers=2)` end to end (it starts its own LocalCluster, as
+1. Start-up: `featurestore.build(workers=2)` end to end (it starts its own LocalCluster, as
    `featurestore build` does) against the same build on warm workers, alternating; the
    difference is what a user pays once per build.
-2. Size: `build_store` on 2 warm workers for 100 → 3,200 MTAT-like clips at mtat-seed. A
+2. Size: `featurestore.build` on 2 warm workers for 100 → 3,200 MTAT-like clips at mtat-seed. A
    least-squares line t = a + b·n splits the per-build overhead a from the cost per clip b;
    flat means b explains every size.
 3. Workers: the same build on warm clusters of 1 and 2 workers, under three settings of glibc's
-   allocator in the workers: `build_store`'s own, Dask's default (`MALLOC_TRIM_THRESHOLD_=65536`,
+   allocator in the workers: `featurestore.build`'s own, Dask's default (`MALLOC_TRIM_THRESHOLD_=65536`,
    which also pins the mmap threshold) and glibc's adaptive default (both unset), alternating
    all clusters in each round.
-4. Projection: seconds per clip measured on 1 and 2 warm workers (build_store's default
+4. Projection: seconds per clip measured on 1 and 2 warm workers (the build's default
    environment) for MTAT (mtat-seed, 16 kHz mono MP3), FMA (fma preset, 44.1 kHz stereo MP3) and
    GTZAN (gtzan preset, 22.05 kHz WAV), times each dataset's clip count, plus the start-up cost.
 """
@@ -50,9 +50,9 @@ FULL = Sizes(cold_clips=64, cold_rounds=2, counts=(100, 200, 400, 800, 1600, 320
 QUICK = Sizes(cold_clips=8, cold_rounds=1, counts=(8, 16), workers_clips=16, rounds=1, other_clips=8, warmup=0)
 
 
-# Allocator settings compared in the workers: name -> `worker_env` override of build_store's own.
+# Allocator settings compared in the workers: name -> `worker_env` override of the build's own.
 SETTINGS = {
-    "build_store's default": None,
+    "the build's default": None,
     "Dask's default, MALLOC_TRIM_THRESHOLD_=65536": {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": None},
     "glibc's default, both unset": {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_MMAP_THRESHOLD_": None},
 }
@@ -72,14 +72,14 @@ def fit_line(n: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
 
 
 def build(ctx: Context, corpus_, preset_name: str, **where) -> None:
-    """One whole `build_store` (overwriting the previous one); `where`: workers= or scheduler=."""
-    from featurestore.build import build_store
-    from featurestore.spec import preset
+    """One whole `featurestore.build` (overwriting the previous one); `where`: workers= or scheduler=."""
+    import featurestore
+    from featurestore.presets import preset
 
-    report = build_store(corpus_.manifest, corpus_.root, ctx.work / f"scaling-{preset_name}.zarr", preset(preset_name),
-                         overwrite=True, progress=False, **where)
+    report = featurestore.build(corpus_.manifest, audio_root=corpus_.root, out=ctx.work / f"scaling-{preset_name}.zarr",
+                                spec=preset(preset_name), overwrite=True, **where)
     if report.ok != len(corpus_.paths):
-        raise RuntimeError(f"build_store stored {report.ok} of {len(corpus_.paths)} clips: {report.first_reasons}")
+        raise RuntimeError(f"featurestore.build stored {report.ok} of {len(corpus_.paths)} clips: {report.first_reasons}")
 
 
 def cold_start(ctx: Context, sizes: Sizes):
@@ -90,9 +90,9 @@ def cold_start(ctx: Context, sizes: Sizes):
     warm = ctx.cluster(2)
     pids = worker_pids(warm)
     return alternate([
-        Contender("`build_store(workers=2)`: starts its own LocalCluster", lambda: build(ctx, c, "mtat-seed", workers=2),
+        Contender("`featurestore.build(workers=2)`: starts its own LocalCluster", lambda: build(ctx, c, "mtat-seed", workers=2),
                   lambda: []),
-        Contender("`build_store(scheduler=...)` on 2 warm workers", lambda: build(
+        Contender("`featurestore.build(scheduler=...)` on 2 warm workers", lambda: build(
             ctx, c, "mtat-seed", scheduler=warm.scheduler.address), lambda: pids),
     ], sizes.cold_rounds, ctx.log)
 
@@ -144,7 +144,7 @@ def run(ctx: Context) -> Section:
     from benchmarks.corpus import distinct
 
     sizes = QUICK if ctx.quick else FULL
-    ctx.log(f"start-up: {sizes.cold_clips} clips, build_store(workers=2) end to end vs warm workers")
+    ctx.log(f"start-up: {sizes.cold_clips} clips, featurestore.build(workers=2) end to end vs warm workers")
     cold = cold_start(ctx, sizes)
     cold_runs, warm_runs = cold.values()
     startup = cold_runs.median - warm_runs.median
@@ -192,22 +192,22 @@ def run(ctx: Context) -> Section:
         tables=[
             Table(f"Start-up: {sizes.cold_clips} MTAT-like clips, mtat-seed, median of {sizes.cold_rounds} "
                   f"alternating rounds", ["build", "median s", "all runs s"], cold_rows),
-            Table(f"Build time against clip count, `build_store` on 2 warm workers, mtat-seed. Fit: "
+            Table(f"Build time against clip count, `featurestore.build` on 2 warm workers, mtat-seed. Fit: "
                   f"t = {a:.2f} s + {b * 1e3:.2f} ms × clips, R² = {r2:.4f}",
                   ["clips", "wall s", "clips/s", "ms per clip (raw)", "ms per clip after the fit's intercept", "fit s"],
                   size_rows),
             Table(f"Warm clusters of 1 and 2 workers, median of {sizes.rounds} alternating rounds "
                   f"({counts['mtat']:,} MTAT, {counts['fma']} FMA, {counts['gtzan']} GTZAN clips per build)",
                   ["build", "clips/s", "median s", "all runs s", "peak RSS per worker MiB", "speed-up vs 1 worker",
-                   "speed vs build_store's default"],
+                   "speed vs the build's default"],
                   worker_rows),
             Table(f"Projected wall time of a full build: measured s/clip × clips + {startup:.1f} s start-up "
-                  f"(build_store's default worker environment)",
+                  f"(the build's default worker environment)",
                   ["dataset", "clips", "preset", "ms/clip, 1 worker (per core)", "ms/clip, 2 workers",
                    "1 core", "2 cores"], projection_rows),
         ],
         targets=[
-            Target("MTAT, 2 workers vs 1 worker (build_store's default worker environment)", f"≥ {TARGET_SPEEDUP}×",
+            Target("MTAT, 2 workers vs 1 worker (the build's default worker environment)", f"≥ {TARGET_SPEEDUP}×",
                    f"{speedups[DEFAULT]:.2f}×", speedups[DEFAULT] >= TARGET_SPEEDUP),
         ],
         notes=[
@@ -244,7 +244,7 @@ def plot_scaling(ctx: Context, n: np.ndarray, t: np.ndarray, a: float, b: float)
     grid = np.linspace(0, n.max(), 50)
     ax1.plot(grid, a + b * grid, "-", label=f"fit {a:.1f} s + {b * 1e3:.2f} ms/clip")
     ax1.set_xlabel("clips")
-    ax1.set_ylabel("wall s, build_store on 2 warm workers")
+    ax1.set_ylabel("wall s, featurestore.build on 2 warm workers")
     ax1.legend()
     ax2.semilogx(n, t / n * 1e3, "o-", label="raw")
     ax2.semilogx(n, (t - a) / n * 1e3, "s-", label="after the per-build overhead")

@@ -1,28 +1,33 @@
-"""The `featurestore` program: one parser, one sub-command per job.
+"""The `featurestore` program: one parser, sub-commands contributed by each package.
 
-Each command lives in its own module exposing `add_parser(subparsers)`; those modules import
-only argparse-level code at import time, so `featurestore --help` stays instant and heavy
-libraries (torch, dask, librosa) load only for the command that needs them.
+A package adds commands by declaring a module in the entry-point group `featurestore.commands`
+(see pyproject.toml) whose `add_parser(subparsers)` adds them and whose `HELP_ORDER` places them
+in `--help`. The program imports those modules only, and they import only argparse-level code at
+import time, so `featurestore --help` stays instant; heavy libraries (torch, dask, librosa) load
+for the command that needs them. This package never names the packages above it: they find it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import sys
+from types import ModuleType
 
 from featurestore import __version__
 from featurestore.errors import UserError
 
-# In the order `--help` lists them. The CLI is the one place that sees all three packages;
-# the packages themselves depend one way: trainers -> featurestore -> manifests.
-COMMAND_MODULES = (
-    "manifests.cli",
-    "featurestore.commands",
-    "trainers.cli",
-    "trainers.demo",
-)
+ENTRY_POINT_GROUP = "featurestore.commands"
+OWN = "featurestore.commands"  # always there, even in an environment whose entry points are stale
+
+
+def command_modules() -> list[ModuleType]:
+    """Every module of the entry-point group, in help order."""
+    names = {entry.value for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)} | {OWN}
+    modules = [importlib.import_module(name) for name in names]
+    return sorted(modules, key=lambda m: (getattr(m, "HELP_ORDER", 100), m.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"featurestore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(sub)
+    for module in command_modules():
+        module.add_parser(sub)
     return parser
 
 

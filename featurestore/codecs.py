@@ -1,7 +1,8 @@
 """Storage codecs by name: how each array of the store is encoded inside its shards.
 
 The name lives in the spec (`FeatureSpec.codec`, part of its hash), so a store records how it
-was encoded and a reader needs nothing but zarr to decode it. Choices, with the compression
+was encoded and a reader needs nothing but zarr to decode it. Which arrays a quantized codec
+applies to is each feature kind's to say (`Feature.codec_step`, `Feature.max_magnitude`). Choices, with the compression
 measured on mtat-seed log-mel (80 x 313, float16) of 20-s clips from `featurestore.synth`:
 
 - `blosc-zstd:2` (default): Blosc level 2 with zstd and byte shuffle, lossless, ~1.25x. Blosc
@@ -13,9 +14,10 @@ measured on mtat-seed log-mel (80 x 313, float16) of 20-s clips from `featuresto
 - `zstd`: plain zstd level 3, lossless, ~1.17x.
 - `blosc-zstd-bitshuffle`: Blosc level 3 with bit shuffle, lossless, ~1.2x.
 - `none`: raw bytes, 1x (for footprint baselines).
-- `quantized:STEP[:MFCC_STEP]`: bounded error. Log-mel (and MFCC when MFCC_STEP is given) is
-  stored as integers `round(x / STEP)` under `blosc-zstd` (Blosc level 3), so the absolute error is at
-  most STEP/2 everywhere. STEP = 1/16 dB gives 1/32 dB, float16's own worst rounding error over
+- `quantized:STEP[:MFCC_STEP]`: bounded error. Every log-mel array (and every MFCC array when
+  MFCC_STEP is given: the kinds whose `codec_step` is 0 and 1) is stored as integers
+  `round(x / STEP)` under `blosc-zstd` (Blosc level 3), so the absolute error is at most STEP/2
+  everywhere. STEP = 1/16 dB gives 1/32 dB, float16's own worst rounding error over
   -100..+40 dB, at ~1.7x instead of ~1.3x. Quantized arrays read back as float32 (a multiple of
   STEP is not always a float16 number).
 
@@ -44,8 +46,7 @@ DEFAULT = "blosc-zstd:2"
 CLEVEL = 3
 LOSSLESS = ("blosc-zstd", "zstd", "blosc-zstd-bitshuffle", "none")
 BLOSC_LEVELS = range(1, 10)
-# Arrays a quantized codec may apply to, in the order of the steps in its name.
-QUANTIZABLE = ("logmel", "mfcc")
+MAX_STEPS = 4  # steps a quantized codec name may give
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,6 @@ class ArrayCodec:
     compressors: tuple[Any, ...]
     step: float | None = None  # quantization step (absolute error bound = step / 2)
     max_abs: float = math.inf  # largest magnitude the encoding can hold
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "dtype": self.dtype,
-            "stored_dtype": self.stored,
-            "compressors": [c.to_dict() for c in self.compressors],
-            "step": self.step,
-            "max_abs_error": None if self.step is None else self.step / 2,
-        }
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """What is stored for `values` (already checked to lie within `max_abs`)."""
@@ -97,17 +89,23 @@ class Codec:
 
     name: str
     lossless: str  # the lossless compressor family used for every array
-    steps: dict[str, float]  # quantized arrays -> step
+    steps: tuple[float, ...] = ()  # quantization steps, by the kinds' `codec_step` position
     clevel: int = CLEVEL  # Blosc's level, for the Blosc families
 
-    def for_array(self, array: str, dtype: str) -> ArrayCodec:
-        """Encoding of `array`, whose natural (unquantized) dtype is `dtype`."""
-        step = self.steps.get(array)
+    def step(self, feature: Any) -> float | None:
+        """The quantization step of a feature's array (None: stored as computed)."""
+        position = getattr(feature, "codec_step", None)
+        return self.steps[position] if position is not None and position < len(self.steps) else None
+
+    def for_array(self, feature: Any) -> ArrayCodec:
+        """Encoding of a feature's array (a `featurestore.features.Feature`, or anything with its
+        `dtype`, like the status and length arrays)."""
+        dtype, step = feature.dtype, self.step(feature)
         if step is None:
             return ArrayCodec(dtype, dtype, self._compressors(None))
         # round(x / step) as an integer: int16 when its range leaves ample headroom for any finite
         # feature value, else int32 (never wrap around silently).
-        itemsize = 2 if 32767 * step >= _MAX_MAGNITUDE[array] else 4
+        itemsize = 2 if 32767 * step >= feature.max_magnitude else 4
         limit = (2 ** (8 * itemsize - 1) - 1) * step
         return ArrayCodec("float32", f"int{8 * itemsize}", self._compressors(itemsize), step=step, max_abs=limit)
 
@@ -123,38 +121,33 @@ class Codec:
         extra = {} if typesize is None else {"typesize": typesize}
         return (BloscCodec(cname="zstd", clevel=self.clevel, shuffle=shuffle, **extra),)
 
-    def describe(self, arrays: dict[str, str]) -> dict[str, Any]:
-        """What goes into the store's attributes: the name and each array's encoding."""
-        return {"name": self.name, "arrays": {a: self.for_array(a, d).describe() for a, d in arrays.items()}}
-
-
-# Largest plausible magnitude of a value (dB): log-mel of audio in [-1, 1] stays within about
-# -100..+70 dB; an orthonormal DCT keeps a frame's L2 norm, so |mfcc| <= sqrt(n_mels) * 200
-# for up to 256 mel bands.
-_MAX_MAGNITUDE = {"logmel": 400.0, "mfcc": 200.0 * 16}
+    def identity(self, feature: Any) -> dict[str, Any]:
+        """What an array's stored values depend on in its encoding (part of its settings hash)."""
+        encoding = self.for_array(feature)
+        return {"codec": self.name, "stored_dtype": encoding.stored, "step": encoding.step}
 
 
 def parse(name: str) -> Codec:
     """Validate a codec name (`--codec`); a UserError says which names exist."""
     if name in LOSSLESS:
-        return Codec(name, name, {})
+        return Codec(name, name)
     if name.startswith("blosc-zstd:"):
         level = name.partition(":")[2]
         if not (level.isdigit() and int(level) in BLOSC_LEVELS):
             raise UserError(f"bad codec {name!r}: write blosc-zstd:LEVEL with a Blosc level from 1 to 9, "
                             f"e.g. {DEFAULT}")
-        return Codec(name, "blosc-zstd", {}, clevel=int(level))
+        return Codec(name, "blosc-zstd", clevel=int(level))
     if name.startswith("quantized:"):
         parts = name.split(":")[1:]
         try:
             steps = [float(p) for p in parts]
         except ValueError:
             steps = []
-        if not steps or len(steps) > len(QUANTIZABLE) or not all(0 < s < 100 and math.isfinite(s) for s in steps):
+        if not steps or len(steps) > MAX_STEPS or not all(0 < s < 100 and math.isfinite(s) for s in steps):
             raise UserError(
                 f"bad codec {name!r}: write quantized:STEP or quantized:STEP:MFCC_STEP with steps in dB, "
                 "e.g. quantized:0.0625"
             )
-        return Codec(name, "blosc-zstd", dict(zip(QUANTIZABLE, steps)))
+        return Codec(name, "blosc-zstd", tuple(steps))
     raise UserError(f"unknown codec {name!r}: choose from {DEFAULT}, blosc-zstd[:LEVEL], "
                     f"{', '.join(LOSSLESS[1:])} or quantized:STEP")

@@ -1,4 +1,5 @@
-"""Sub-commands `build`, `info`, `verify` and `export-features`.
+"""Sub-commands `build`, `info`, `verify`, `upgrade`, `presets`, `export-features` and `doctor`:
+argv to the public API.
 
 Only argparse at import time: dask, zarr and torch load inside the command that needs them.
 """
@@ -11,7 +12,9 @@ import sys
 
 from featurestore.errors import UserError
 
-SPEC_OPTIONS = (  # (flag, FeatureSpec field, type, metavar, help)
+HELP_ORDER = 20  # after `manifest`, before the trainers' commands
+
+SPEC_OPTIONS = (  # (flag, setting, type, metavar, help): a decoding setting, the codec, or an array kind's
     ("--sample-rate", "sample_rate", int, "HZ", "sample rate"),
     ("--duration", "duration", float, "S", "seconds kept per clip (truncated or zero-padded)"),
     ("--offset", "offset", float, "S", "seconds skipped at the start of each file"),
@@ -19,9 +22,10 @@ SPEC_OPTIONS = (  # (flag, FeatureSpec field, type, metavar, help)
                                                  "default 16)"),
     ("--max-input-rate", "max_input_rate", int, "HZ", "files sampled faster fail, unread (bounds decode memory; "
                                                       "default 384000)"),
-    ("--n-fft", "n_fft", int, "N", "FFT size"),
-    ("--hop", "hop", int, "N", "hop length in samples"),
-    ("--n-mels", "n_mels", int, "N", "mel bands"),
+    ("--min-samples", "min_samples", int, "N", "clips with less audio fail as too short (default 2048)"),
+    ("--n-fft", "n_fft", int, "N", "FFT size of every log-mel and MFCC array"),
+    ("--hop", "hop", int, "N", "hop length in samples of every log-mel and MFCC array"),
+    ("--n-mels", "n_mels", int, "N", "mel bands of every log-mel and MFCC array"),
     ("--f-min", "f_min", float, "HZ", "lowest mel frequency"),
     ("--f-max", "f_max", float, "HZ", "highest mel frequency (default: Nyquist)"),
     ("--n-mfcc", "n_mfcc", int, "N", "MFCC coefficients"),
@@ -36,20 +40,29 @@ SPEC_OPTIONS = (  # (flag, FeatureSpec field, type, metavar, help)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from featurestore.presets import DEFAULT, PRESETS
+
     b = subparsers.add_parser(
         "build", help="decode audio and build a feature store (Dask, resumable)",
         description="Decode every clip of a manifest once, in parallel, into a sharded Zarr v3 store. "
-                    "Re-running the same command resumes an interrupted build.",
+                    "Re-running the same command resumes an interrupted build; on an existing store, arrays it "
+                    "lacks are added and rows appended to the manifest are built.",
     )
     b.add_argument("manifest", metavar="MANIFEST", help="manifest Parquet file (path or URL)")
     b.add_argument("--audio-root", required=True, metavar="DIR", help="folder (or URL) the manifest paths are relative to")
     b.add_argument("--out", required=True, metavar="STORE", help="store to write (path or URL, e.g. s3://bucket/x.zarr)")
-    b.add_argument("--preset", metavar="NAME",
-                   help="feature settings to start from: mtat-seed, gtzan, fma, handcrafted (default: the settings "
-                        "of the store at --out when there is one, else mtat-seed)")
+    base = b.add_mutually_exclusive_group()
+    base.add_argument("--preset", metavar="NAME", choices=list(PRESETS),
+                      help="settings to start from (default: those of the store at --out when there is one, else "
+                           f"{DEFAULT}): " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+                           + " (`featurestore presets NAME` prints one)")
+    base.add_argument("--spec", metavar="FILE", help="settings to start from: a TOML spec (decoding, codec, named "
+                                                     "arrays with their own settings), as `featurestore info STORE "
+                                                     "--spec` or `featurestore presets NAME` print one")
     b.add_argument("--features", metavar="LIST",
-                   help="comma-separated features to build: logmel, mfcc, waveform, handcrafted or a plug-in's; "
-                        "on an existing store, those it lacks are added and the others kept")
+                   help="comma-separated arrays to build: those of the spec, or feature kinds (logmel, mfcc, "
+                        "waveform, handcrafted or a plug-in's) with their default settings; on an existing store, "
+                        "those it lacks are added and the others kept")
     for flag, _, kind, metavar, text in SPEC_OPTIONS:
         b.add_argument(flag, type=kind, metavar=metavar, help=text)
     where = b.add_mutually_exclusive_group()
@@ -63,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "tasks up to 3x here)")
     b.add_argument("--scheduler-timeout", type=float, metavar="S",
                    help="stop when the Dask scheduler has not answered for S seconds (default 60)")
-    b.add_argument("--overwrite", action="store_true", help="replace whatever is at --out")
+    b.add_argument("--overwrite", action="store_true", help="replace whatever feature store is at --out")
     b.add_argument("--moved-audio", action="store_true",
                    help="resume or grow a store whose audio moved: the same files now live under --audio-root")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,6 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "codec, stored bytes, bytes per clip, compression ratio.")
     i.add_argument("store", metavar="STORE")
     i.add_argument("--scale-to", type=int, metavar="N", help="also show the footprint scaled to N clips (e.g. 25863)")
+    i.add_argument("--spec", action="store_true",
+                   help="print only the store's spec, as TOML (`featurestore build --spec FILE` builds it again)")
     i.set_defaults(func=run_info)
 
     v = subparsers.add_parser("verify", help="check every shard's hash, finiteness and completeness",
@@ -85,11 +100,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("store", metavar="STORE")
     v.set_defaults(func=run_verify)
 
+    u = subparsers.add_parser("upgrade", help="rewrite a store of an older format in today's (attributes only)",
+                              description="Rewrite the root attributes and commit records of a store written by an "
+                                          "older featurestore (format 3) in today's format. No feature is computed "
+                                          "again and no array is touched; readers need no upgrade, builds do it "
+                                          "themselves.")
+    u.add_argument("store", metavar="STORE")
+    u.set_defaults(func=run_upgrade)
+
+    p = subparsers.add_parser("presets", help="list the presets, or print one as a TOML spec",
+                              description="Without NAME, each preset and what it reproduces; with NAME, its spec "
+                                          "as TOML (edit it and build with --spec FILE).")
+    p.add_argument("name", metavar="NAME", nargs="?", choices=list(PRESETS))
+    p.set_defaults(func=run_presets)
+
     e = subparsers.add_parser("export-features", help="write the handcrafted descriptors as a GTZAN-style CSV",
                               description="One row per segment of each ok clip: filename, length, the 57 "
                                           "descriptors of features_3_sec.csv, label.")
     e.add_argument("store", metavar="STORE")
     e.add_argument("--csv", required=True, metavar="OUT", help="CSV file to write")
+    e.add_argument("--array", default="handcrafted", help="the handcrafted array to export (default handcrafted)")
     e.set_defaults(func=run_export)
 
     d = subparsers.add_parser("doctor", help="check that the feature libraries load and compute; print versions",
@@ -99,30 +129,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_doctor)
 
 
-def resolve_spec(args: argparse.Namespace):  # -> FeatureSpec
-    """The preset's settings, or those of the store being grown, changed by the options given.
-    A store's codec is fixed, so resuming it with its --preset keeps the codec it was started
-    with, even where the preset's default has changed since."""
-    from featurestore.spec import preset
+def spec_request(args: argparse.Namespace):  # -> Callable[[FeatureSpec | None], FeatureSpec]
+    """What `build` asks for, as a function of the store's current spec (None for a new store):
+    `--spec`'s file, `--preset`'s spec, or the store's own (mtat-seed for a new one); then the
+    arrays `--features` names, then the settings given as flags. A store's codec is fixed, so a
+    store resumed with its --preset keeps the codec it was started with, even where the preset's
+    default has changed since."""
+    from featurestore import codecs
+    from featurestore.presets import DEFAULT, preset
+    from featurestore.spec import FeatureSpec
 
-    existing = None if args.overwrite else _store_spec(args.out)
-    base = preset(args.preset) if args.preset else existing or preset("mtat-seed")
-    if existing is not None:
-        base = base.replace(codec=existing.codec)
-    changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, *_ in SPEC_OPTIONS}
-    if args.features:
-        changes["features"] = tuple(f.strip() for f in args.features.split(",") if f.strip())
-    return base.replace(**changes)
+    changes = {name: value for flag, name, *_ in SPEC_OPTIONS
+               if (value := getattr(args, flag[2:].replace("-", "_"))) is not None}
+    names = [f.strip() for f in (args.features or "").split(",") if f.strip()]
+    if "codec" in changes:
+        codecs.parse(changes["codec"])  # a bad name is refused before anything is read
+    given = FeatureSpec.load(args.spec) if args.spec else None
 
+    def resolve(stored: FeatureSpec | None) -> FeatureSpec:
+        if given is not None:
+            spec = given
+        else:
+            spec = preset(args.preset) if args.preset else stored or preset(DEFAULT)
+            if stored is not None and "codec" not in changes:
+                spec = spec.replace(codec=stored.codec)
+        chosen = names or spec.names
+        unused = sorted(changes.keys() - spec.setting_names(chosen))
+        for name in unused:  # a shared command line (--crop-samples with no waveform array, say)
+            print(f"featurestore build: note: --{name.replace('_', '-')} sets nothing in this build's arrays "
+                  f"({', '.join(chosen)}): ignored", file=sys.stderr)
+        spec = spec.select(chosen, **{k: v for k, v in changes.items() if k not in unused})
+        print(f"spec {spec.hash()}: {json.dumps(spec.to_dict())}", flush=True)
+        return spec
 
-def _store_spec(url: str):  # -> FeatureSpec | None
-    """The settings of the store at `url`, if there is one (its features: a re-run resumes it)."""
-    from featurestore.store import is_store, open_store
-
-    try:
-        return open_store(url).spec if is_store(url) else None
-    except (UserError, OSError, ValueError):
-        return None
+    return resolve
 
 
 def _worker_env(pairs: list[str]) -> dict[str, str | None]:
@@ -136,13 +176,11 @@ def _worker_env(pairs: list[str]) -> dict[str, str | None]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from featurestore.build import build_store
+    from featurestore.builder import build
 
     _quiet_client_close_logs()
-    spec = resolve_spec(args)
-    print(f"spec {spec.hash()}: {json.dumps(spec.to_dict())}")
-    report = build_store(
-        args.manifest, args.audio_root, args.out, spec,
+    report = build(
+        args.manifest, audio_root=args.audio_root, out=args.out, spec=spec_request(args),
         workers=args.workers, scheduler=args.scheduler, shard_clips=args.shard_size,
         overwrite=args.overwrite, progress=not args.quiet, worker_env=_worker_env(args.worker_env),
         scheduler_timeout=args.scheduler_timeout, moved_audio=args.moved_audio,
@@ -150,7 +188,7 @@ def run_build(args: argparse.Namespace) -> int:
     print(report.summary())
     if args.profile and report.profile is not None:
         print(report.profile.table(report.elapsed))
-    return 0 if report.pending == 0 else 1
+    return 0 if report.complete else 1
 
 
 def _quiet_client_close_logs() -> None:
@@ -167,10 +205,13 @@ def _quiet_client_close_logs() -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from featurestore.spec import DECODING
-    from featurestore.store import FAILED, OK, PENDING, footprint, open_store
+    from featurestore.store import FAILED, OK, PENDING, open_store
+    from featurestore.store.inspect import footprint
 
     store = open_store(args.store)
+    if args.spec:
+        print(store.spec.to_toml(), end="")
+        return 0
     status = store.status
     counts = {name: int((status == value).sum()) for name, value in (("ok", OK), ("failed", FAILED), ("pending", PENDING))}
     print(f"store      {store.url}")
@@ -182,17 +223,22 @@ def run_info(args: argparse.Namespace) -> int:
                  f"records no longer match; see `featurestore verify {args.store}`, re-run its build to rebuild them")
     else:
         state = "complete"
+    if store.state.upgraded_from is not None:
+        state += (f" (store format {store.state.upgraded_from}, read as today's; `featurestore upgrade "
+                  f"{args.store}` rewrites its attributes)")
     print("state      " + state)
-    print(f"dataset    {store.attrs.get('dataset')}, {store.n_clips} clips: "
-          + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"spec       {store.attrs['spec_hash']}: {json.dumps(store.spec.to_dict())}")
+    print(f"dataset    {store.attrs.dataset}, {store.n_clips} clips: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"spec       {store.spec.hash()} (`featurestore info {args.store} --spec` prints it as TOML)")
+    decoding = ", ".join(f"{k} {v}" for k, v in store.spec.to_dict()["decoding"].items())
+    print(f"decoding   {decoding}")
     print(f"layout     chunks of {store.chunk_clips} clips in shards of {store.shard_clips} clips "
           f"({store.layout.n_shards} shards), codec {store.spec.codec}")
-    _print_table([["feature", "settings (besides decoding)", "hash", "clips committed", "added"]] + [
-        [name, ", ".join(f"{k} {v}" for k, v in info["settings"].items() if k not in ("feature", *DECODING)) or "-",
-         info["hash"], f"{committed(store, name):,} of {store.n_clips:,}", info["added"]]
-        for name, info in store.attrs["arrays"].items()])
-    rows = footprint(store)
+    _print_table([["array", "kind", "settings", "hash", "clips committed", "added"]] + [
+        [name, array.kind, ", ".join(f"{k} {v}" for k, v in array.to_dict().items() if k != "kind") or "-",
+         store.attrs.arrays[name].hash, f"{committed(store, name):,} of {store.n_clips:,}",
+         store.attrs.arrays[name].added]
+        for name, array in store.spec.arrays.items()])
+    rows = footprint(store, status)
     header = ["array", "shape", "dtype", "chunks", "shards", "codec", "stored", "bytes/clip", "ratio"]
     if args.scale_to:
         header.append(f"x {args.scale_to} clips")
@@ -233,7 +279,8 @@ def _bytes(n: float) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from featurestore.store import open_store, verify
+    from featurestore.store import open_store
+    from featurestore.store.inspect import verify
 
     store = open_store(args.store)
     checked, problems = verify(store)
@@ -246,10 +293,44 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from featurestore.store import export_features, open_store, write_bytes
+def run_upgrade(args: argparse.Namespace) -> int:
+    from featurestore.builder.apply import upgrade
 
-    table = export_features(open_store(args.store))
+    before, records = upgrade(args.store)
+    if before is None:
+        print(f"{args.store}: already in today's format; nothing written")
+    else:
+        print(f"{args.store}: upgraded from store format {before}: {records} commit record(s) and the root "
+              "attributes rewritten, every array kept")
+    return 0
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from featurestore.presets import PRESETS, preset
+
+    if args.name:
+        print(f"# preset {args.name}: {PRESETS[args.name].description}")
+        print(preset(args.name).to_toml(), end="")
+        return 0
+    for p in PRESETS.values():
+        print(f"{p.name:12s} {p.description}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from featurestore.locations import write_bytes
+    from featurestore.store import OK, open_store
+
+    store = open_store(args.store)
+    if args.array not in store.spec.arrays or store.spec.arrays[args.array].kind != "handcrafted":
+        raise UserError(f"store {store.url} has no handcrafted array {args.array!r}: build it with --preset "
+                        "handcrafted or --features handcrafted")
+    ok = np.flatnonzero(store.status_for([args.array]) == OK)
+    manifest = store.manifest.iloc[ok]
+    values = store.array(args.array).take(ok) if len(ok) else store.array(args.array)[:0]
+    table = store.spec.feature(args.array).table(values, manifest["path"].tolist(), manifest["labels"].tolist())
     write_bytes(args.csv, table.to_csv(index=False).encode())
     print(f"{args.csv}: {len(table)} rows (segments of the ok clips)")
     return 0
@@ -259,12 +340,11 @@ def run_doctor(args: argparse.Namespace) -> int:
     import platform
 
     from featurestore import environment
+    from featurestore.features import available
 
     print(f"{'python':14s} {platform.python_version()}")
     for name, version in environment.versions().items():
         print(f"{name:14s} {version}")
-    from featurestore.features import available
-
     required = [m for kind in available().values() for m in kind.requires]
     environment.require(tuple(dict.fromkeys([*environment.FEATURE_LIBRARIES, *required])))
     print("ok: the feature libraries import and compute")

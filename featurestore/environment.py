@@ -9,6 +9,7 @@ build, on each Dask worker (a cluster's workers may run another environment than
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -18,9 +19,10 @@ from typing import Iterator
 
 # What decoding, feature maths and the store import, in the order their failures are reported
 # (each feature kind adds what it `requires`, e.g. librosa for the handcrafted descriptors).
-# numba: MP3s decode from memory through callbacks it compiles (featurestore.inmemory).
+# numba: MP3s decode from memory through callbacks it compiles (featurestore.audio.memory).
 FEATURE_LIBRARIES = ("numpy", "torch", "torchaudio", "soundfile", "soxr", "numba", "zarr", "numcodecs")
-# What `featurestore doctor` and CI print: the set the constraints file pins.
+# The one list of versions: what `featurestore doctor` and CI print, and what a store records
+# of the build that wrote it.
 REPORTED = ("featurestore", "torch", "torchaudio", "numpy", "zarr", "numcodecs", "dask", "distributed", "librosa",
             "numba", "soundfile", "soxr", "pyarrow", "pandas", "scikit-learn")
 FIX = "reinstall the tested set: pip install -c constraints.txt -e . (README, Install)"
@@ -37,6 +39,7 @@ def version(distribution: str) -> str:
         return "not installed"
 
 
+@functools.cache
 def versions(names: tuple[str, ...] = REPORTED) -> dict[str, str]:
     return {name: version(name) for name in names}
 

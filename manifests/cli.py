@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+HELP_ORDER = 10  # the first stage: metadata to a manifest
 SPLIT_HELP = "train/valid/test ratios, stratified over groups (default 70/15/15)"
 
 

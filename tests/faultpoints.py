@@ -4,7 +4,9 @@ real build process exactly there instead of guessing with timers.
     python tests/faultpoints.py POINT MARKER [--release FILE] -- BUILD ARGUMENTS...
 
 On reaching POINT the build creates MARKER, then waits until FILE exists (without --release it
-waits for ever: the test kills it). The Dask workers are not paused: tasks in flight go on.
+waits for ever: the test kills it). The Dask workers are not paused: tasks in flight go on. The
+pause is a listener of the build's events (`featurestore.builder.events`): nothing in the
+package is replaced.
 
 POINT:
   created    the store's group and arrays exist; no manifest copy, no commit record yet
@@ -18,10 +20,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
-from featurestore import store
+from featurestore.builder.events import Committing, Event, StatisticsWritten, StoreCreated, listening
 from featurestore.cli import main
 
 
@@ -34,49 +36,29 @@ def _pauser(marker: str, release: str | None) -> Callable[[], None]:
     return pause
 
 
-def install(point: str, pause: Callable[[], None]) -> None:
-    """Wrap the store function the build calls at `point` (the build looks them up on the module)."""
-    if point == "created":
-        create = store.create
-
-        def paused_create(*args: Any, **kwargs: Any) -> Any:
-            group = create(*args, **kwargs)
-            pause()
-            return group
-
-        store.create = paused_create
-    elif point.startswith("commit:"):
-        k, calls = int(point.partition(":")[2]), 0
-        write_commit = store.write_commit
-
-        def paused_write_commit(url: str, record: dict[str, Any]) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == k:
-                pause()
-            write_commit(url, record)
-
-        store.write_commit = paused_write_commit
-    elif point == "finishing":
-        write_stats = store.write_stats
-
-        def paused_write_stats(group: Any, spec: Any, stats: dict[str, Any]) -> None:
-            first, *rest = stats.items()
-            write_stats(group, spec, dict([first]))
-            pause()
-            write_stats(group, spec, dict(rest))
-
-        store.write_stats = paused_write_stats
-    else:
+def at(point: str, pause: Callable[[], None]) -> Callable[[Event], None]:
+    """A listener that pauses the build at `point`."""
+    kinds = {"created": StoreCreated, "finishing": StatisticsWritten}
+    kind, k = (Committing, int(point.partition(":")[2])) if point.startswith("commit:") else (kinds.get(point), 1)
+    if kind is None:
         raise SystemExit(f"unknown fault point {point!r}")
+    seen = []
+
+    def listener(event: Event) -> None:
+        if isinstance(event, kind):
+            seen.append(event)
+            if len(seen) == k:
+                pause()
+
+    return listener
 
 
 if __name__ == "__main__":
-    at = sys.argv.index("--")
+    split = sys.argv.index("--")
     parser = argparse.ArgumentParser()
     parser.add_argument("point")
     parser.add_argument("marker")
     parser.add_argument("--release")
-    options = parser.parse_args(sys.argv[1:at])
-    install(options.point, _pauser(options.marker, options.release))
-    sys.exit(main(["build", *sys.argv[at + 1:]]))
+    options = parser.parse_args(sys.argv[1:split])
+    with listening(at(options.point, _pauser(options.marker, options.release))):
+        sys.exit(main(["build", *sys.argv[split + 1:]]))

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 import manifests
-from featurestore.spec import preset
+from featurestore.presets import preset
 from featurestore.synth import STYLES, render_clip
 
 # Tiny clips: 1 s at 16 kHz gives 16 frames of 80 mel bands.
@@ -110,11 +110,11 @@ def read_arrays(url: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of a store, read with plain zarr."""
     import zarr
 
-    from featurestore.store import clip_arrays, open_store
+    from featurestore.store import open_store
+    from featurestore.store.layout import clip_arrays, normalised
 
     store = open_store(url)
-    names = [*clip_arrays(store.spec), *(f"{f}_{k}" for f in ("logmel", "mfcc", "handcrafted")
-                                         if f in store.spec.features for k in ("mean", "std"))]
+    names = [*clip_arrays(store.spec), *(f"{f}_{k}" for f in normalised(store.spec) for k in ("mean", "std"))]
     group = zarr.open_group(os.fspath(url), mode="r")
     return {name: group[name][:] for name in names}
 
@@ -144,9 +144,16 @@ def dask_cluster():
 @pytest.fixture(scope="session")
 def built_store(tmp_path_factory, store_corpus, dask_cluster):
     """The corpus built once on the external cluster: (url, BuildReport)."""
-    from featurestore.build import build_store
+    import featurestore
 
     out = tmp_path_factory.mktemp("built") / "store.zarr"
-    report = build_store(store_corpus.manifest, store_corpus.audio, out, SPEC,
-                         scheduler=dask_cluster.scheduler_address, progress=False)
+    report = featurestore.build(store_corpus.manifest, audio_root=store_corpus.audio, out=out, spec=SPEC,
+                                scheduler=dask_cluster.scheduler_address)
     return out, report
+
+
+def build_store(manifest, audio_root, out, spec=None, **options):
+    """`featurestore.build`, with the manifest, audio root, output and spec in that order."""
+    import featurestore
+
+    return featurestore.build(manifest, audio_root=audio_root, out=out, spec=spec, **options)

@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import featurestore
 import manifests
-from featurestore.build import build_store
-from featurestore.spec import FeatureSpec
+from featurestore.builder.events import Committing
+from featurestore.presets import preset
 from featurestore.synth import CorpusConfig, generate_corpus
 
 STYLES = ("ambient", "classical", "electronic", "rock")
 # 1.5 s at 8 kHz: 47 frames of 24 mel bands, two 4000-sample waveform crops, three 0.5-s segments.
-SPEC = FeatureSpec(
-    features=("logmel", "mfcc", "waveform", "handcrafted"), sample_rate=8000, duration=1.5, n_fft=256, hop=256,
-    n_mels=24, n_mfcc=13, crop_samples=8000, crops=2, segment_seconds=0.5,
+SPEC = preset("mtat-seed").select(["logmel", "mfcc", "waveform", "handcrafted"]).replace(
+    sample_rate=8000, duration=1.5, n_fft=256, hop=256, n_mels=24, n_mfcc=13, crop_samples=8000, crops=2,
+    segment_seconds=0.5, min_samples=256,
 )
 FORMATS = ("WAV", "FLAC")  # encoding MP3/OGG costs more than these tests need
 
@@ -50,18 +51,18 @@ class Stores:
 @pytest.fixture(scope="session")
 def trainer_stores(tmp_path_factory, dask_cluster) -> Stores:
     base = tmp_path_factory.mktemp("trainer-stores")
-    genres = generate_corpus(CorpusConfig(root=base / "genre-corpus", clips_per_style=20, seconds=SPEC.duration,
+    genres = generate_corpus(CorpusConfig(root=base / "genre-corpus", clips_per_style=20, seconds=SPEC.decoding.duration,
                                           styles=STYLES, n_broken=3, formats=FORMATS))
     manifests.save(manifests.adapters.folder(genres.root / "genres", split="60/20/20", seed=0), base / "genres.parquet")
-    tags = generate_corpus(CorpusConfig(root=base / "tag-corpus", clips_per_style=12, seconds=SPEC.duration,
+    tags = generate_corpus(CorpusConfig(root=base / "tag-corpus", clips_per_style=12, seconds=SPEC.decoding.duration,
                                         styles=STYLES, multilabel=True, n_broken=0, formats=FORMATS))
     manifests.save(manifests.adapters.csv(tags.labels_csv, split="60/20/20", seed=0), base / "tags.parquet")
     stores = Stores(str(base / "genres.zarr"), genres.root / "genres", str(base / "tags.zarr"),
                     base / "tags.parquet", tags.root)
-    build_store(base / "genres.parquet", stores.genre_audio, stores.genres, SPEC,
-                scheduler=dask_cluster.scheduler_address, progress=False)
-    build_store(stores.tags_manifest, tags.root, stores.tags, SPEC.replace(features=("logmel", "mfcc")),
-                scheduler=dask_cluster.scheduler_address, progress=False)
+    featurestore.build(base / "genres.parquet", audio_root=stores.genre_audio, out=stores.genres, spec=SPEC,
+                       scheduler=dask_cluster.scheduler_address)
+    featurestore.build(stores.tags_manifest, audio_root=tags.root, out=stores.tags, spec=SPEC.select(["logmel", "mfcc"]),
+                       scheduler=dask_cluster.scheduler_address)
     return stores
 
 
@@ -69,20 +70,17 @@ def trainer_stores(tmp_path_factory, dask_cluster) -> Stores:
 def interrupted_store(tmp_path_factory, trainer_stores, dask_cluster) -> str:
     """A build stopped by Ctrl-C as it was about to commit its fourth shard: `building`, 3 of its
     6 shards committed (so every split has ok clips), the others pending."""
-    from featurestore import store
-
     out = tmp_path_factory.mktemp("interrupted") / "store.zarr"
-    write_commit, calls = store.write_commit, []
+    calls = []
 
-    def ctrl_c_at_the_fourth(url, record):
-        calls.append(record["shard"])
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # what Ctrl-C does at that moment
-        write_commit(url, record)
+    def ctrl_c_at_the_fourth(event):
+        if isinstance(event, Committing):
+            calls.append(event.shard)
+            if len(calls) == 4:
+                raise KeyboardInterrupt  # what Ctrl-C does at that moment
 
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(store, "write_commit", ctrl_c_at_the_fourth)
-        build_store(trainer_stores.tags_manifest, trainer_stores.tags_audio, out,
-                    SPEC.replace(features=("logmel",)), shard_clips=8, scheduler=dask_cluster.scheduler_address,
-                    progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        featurestore.build(trainer_stores.tags_manifest, audio_root=trainer_stores.tags_audio, out=out,
+                           spec=SPEC.select(["logmel"]), shard_clips=8, scheduler=dask_cluster.scheduler_address,
+                           listeners=[ctrl_c_at_the_fourth])
     return str(out)

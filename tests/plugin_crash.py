@@ -12,7 +12,7 @@ from featurestore.features import Feature
 
 
 class Crashy(Feature):
-    name = "crashy"
+    kind = "crashy"
     dims = ("value",)
     long_name = "RMS, or a segmentation fault on silence"
 

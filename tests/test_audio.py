@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import uuid
@@ -14,7 +15,7 @@ import soundfile as sf
 import soxr
 
 from featurestore.audio import AudioError, Decoded, decode
-from featurestore.spec import FeatureSpec
+from featurestore.spec import Decoding
 from helpers_featuremaths import music
 
 SR = 16_000
@@ -28,8 +29,8 @@ FORMATS = [
 ]
 
 
-def spec(**changes) -> FeatureSpec:
-    return FeatureSpec(sample_rate=SR, duration=1.0, crop_samples=4096).replace(**changes)
+def spec(**changes) -> Decoding:
+    return dataclasses.replace(Decoding(sample_rate=SR, duration=1.0), **changes)
 
 
 def write(path: Path, seconds: float, rate: int, channels: int, fmt: str, subtype: str | None) -> Path:
@@ -106,8 +107,8 @@ def test_every_kind_of_source_gives_the_same_samples(tmp_path):
 @pytest.mark.parametrize("rate, channels, offset", [(16_000, 1, 0.0), (44_100, 2, 0.0), (44_100, 2, 0.7)])
 def test_mp3s_decode_from_memory_to_the_samples_libsndfile_reads_from_the_path(tmp_path, monkeypatch, rate,
                                                                                 channels, offset):
-    import featurestore.audio as audio
-    from featurestore.inmemory import MemorySoundFile
+    import featurestore.audio.decoder as audio
+    from featurestore.audio.memory import MemorySoundFile
 
     path = write(tmp_path / "clip.mp3", 2.5, rate, channels, "MP3", None)
     from_memory = decode(path, spec(offset=offset))

@@ -18,9 +18,12 @@ import manifests
 
 pytest.register_assert_rewrite("helpers_store")
 
-from featurestore.build import build_store, dask_client
+from featurestore.builder.cluster import dask_client
+from helpers_store import build_store
 from featurestore.errors import UserError
-from featurestore.store import FAILED, OK, PENDING, clip_arrays, open_store, read_commits
+from featurestore.store import FAILED, OK, PENDING, open_store
+from featurestore.store.layout import clip_arrays
+from featurestore.store.commits import read_documents
 from helpers_store import BROKEN, SPEC, assert_same_arrays, read_arrays
 
 pytest_plugins = ["helpers_store"]
@@ -50,7 +53,7 @@ def test_broken_files_fail_with_their_reason_and_never_stop_the_build(built_stor
         values = store.array(name)[:]
         if name != "status":
             assert not values[failed].any(), f"{name} rows of failed clips must stay zero"
-        if name in store.spec.features:
+        if name in store.spec.arrays:
             assert np.isfinite(values).all()
             assert values[~failed].any(axis=tuple(range(1, values.ndim))).all(), f"{name} of ok clips is empty"
     assert (store.array("length")[:][~failed] == SPEC.n_samples).all()  # 1.2-s clips, cut to 1 s
@@ -68,7 +71,7 @@ def test_the_report_says_where_each_tasks_time_went(built_store):
         if task["decoded"] > task["clips"] // 2:
             assert {"open and peek", "decode", "STFT", "mel filterbank", "compress and write",
                     "content hash"} <= set(task["stages"])
-    assert set(profile.phases) == {"manifest and libraries", "plan", "cluster start-up", "store set-up", "tasks",
+    assert set(profile.phases) == {"manifest", "store state", "libraries", "plan", "cluster start-up", "store set-up", "tasks",
                                    "cluster shut-down", "finish"}
     assert sum(profile.phases.values()) <= report.elapsed
 
@@ -94,12 +97,12 @@ def test_store_reads_back_with_plain_zarr_and_xarray(built_store):
     url = built_store[0]
     group = zarr.open_group(str(url), mode="r")
     attrs = json.loads(group.attrs["featurestore"])  # one JSON string: netCDF takes no nested attributes
-    assert attrs["spec_hash"] == SPEC.hash() and attrs["build_state"] == "complete"
+    assert attrs["spec"] == SPEC.to_dict() and attrs["build_state"] == "complete"
     assert attrs["labels"] == ["blues", "classical", "country", "disco", "hiphop", "jazz"]
     assert group["logmel"].metadata.dimension_names == ("clip", "mel", "frame")
     assert group["logmel"].dtype == np.float16 and group["length"].dtype == np.int64
     n = attrs["n_clips"]
-    assert group["logmel"].shape == (n, SPEC.n_mels, SPEC.n_frames)
+    assert group["logmel"].shape == (n, *SPEC.feature("logmel").clip_shape())
     assert group["logmel"].chunks[0] == attrs["chunk_clips"] and group["logmel"].shards[0] == attrs["shard_clips"]
     assert n / attrs["shard_clips"] > 2, "small builds still get several shards"
 
@@ -142,7 +145,7 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_build(store_c
 
     interrupted = open_store(killed)
     n_shards = interrupted.layout.n_shards
-    committed = len(read_commits(str(killed)))
+    committed = len(read_documents(str(killed)))
     assert interrupted.build_state == "building" and 1 <= committed < n_shards, (committed, n_shards)
 
     resumed = build_store(store_corpus.big_manifest, store_corpus.audio, killed, SPEC,
@@ -175,7 +178,7 @@ def _kill_with_workers(proc: subprocess.Popen) -> None:
 
 def test_refuses_another_spec_another_manifest_and_foreign_folders(built_store, store_corpus, dask_cluster, tmp_path):
     url = built_store[0]
-    with pytest.raises(UserError, match=r"holds logmel built with n_mels 80 \(this build: 64\).*--overwrite"):
+    with pytest.raises(UserError, match=r"holds logmel built with n_mels 80 \(this build: 64\): give the new array another name.*--overwrite"):
         build_store(store_corpus.manifest, store_corpus.audio, url, SPEC.replace(n_mels=64), progress=False)
     with pytest.raises(UserError, match="row 0 of the manifest is clip .* a store only grows.*--overwrite"):
         build_store(store_corpus.big_manifest, store_corpus.audio, url, SPEC, progress=False)
@@ -200,7 +203,7 @@ def test_refuses_another_spec_another_manifest_and_foreign_folders(built_store, 
 
 def test_quantized_codec_bounds_the_error_and_is_smaller_than_float16(built_store, store_corpus, dask_cluster, tmp_path):
     from featurestore.audio import decode
-    from featurestore.extract import FeatureExtractor
+    from featurestore.features.extract import FeatureExtractor
 
     spec = SPEC.replace(codec="quantized:0.0625")
     out = tmp_path / "q.zarr"
@@ -208,11 +211,11 @@ def test_quantized_codec_bounds_the_error_and_is_smaller_than_float16(built_stor
                 scheduler=dask_cluster.scheduler_address, progress=False)
     q, f16 = open_store(out), open_store(built_store[0])
     assert q.array("logmel").dtype == np.float32 and q.array("mfcc").dtype == np.float16
-    assert q.attrs["codec"]["arrays"]["logmel"]["max_abs_error"] == 1 / 32
+    assert q.array("logmel").raw.attrs["scale_factor"] == 1 / 16  # CF packing: the error is at most 1/32 dB
 
     extractor = FeatureExtractor(SPEC)
     ok = np.flatnonzero(q.status == OK)
-    exact = np.stack([extractor(decode(store_corpus.audio / p, SPEC).samples)["logmel"]
+    exact = np.stack([extractor(decode(store_corpus.audio / p, SPEC.decoding).samples)["logmel"]
                       for p in q.manifest["path"].iloc[ok]])
     assert exact.min() >= -100.001 and exact.max() <= 40  # the range the bound is promised over
     q_err = np.abs(q.array("logmel")[:][ok] - exact).max()

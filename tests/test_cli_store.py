@@ -12,7 +12,8 @@ import pytest
 pytest.register_assert_rewrite("helpers_store")
 
 from featurestore.cli import main
-from featurestore.store import OK, footprint, open_store, read_commits
+from featurestore.store import OK, open_store
+from featurestore.store.inspect import footprint
 from helpers_store import SPEC, assert_same_arrays, read_arrays
 
 pytest_plugins = ["helpers_store"]
@@ -35,8 +36,8 @@ def test_build_with_one_local_worker_equals_the_two_worker_external_build(built_
     assert {"task decode", "task STFT", "task compress and write", "driver finish"} <= set(rows)
     assert sum(rows.values()) == pytest.approx(float(header.group(3)) * 1e3 / 29, rel=0.1)
     assert_same_arrays(read_arrays(out), read_arrays(built_store[0]))
-    assert [r["hash"] for r in read_commits(str(out)).values()] == [
-        r["hash"] for r in read_commits(str(built_store[0])).values()
+    assert [r.content_hash() for r in open_store(out).records.values()] == [
+        r.content_hash() for r in open_store(built_store[0]).records.values()
     ]
 
 
@@ -87,9 +88,9 @@ def test_verify_reports_an_unfinished_build(built_store, tmp_path, capsys):
 
 
 def test_export_features_writes_the_gtzan_features_3_sec_table(store_corpus, dask_cluster, tmp_path, capsys):
-    from featurestore.build import build_store
-    from featurestore.handcrafted import DESCRIPTOR_NAMES
-    from featurestore.spec import preset
+    from helpers_store import build_store
+    from featurestore.maths.descriptors import DESCRIPTOR_NAMES
+    from featurestore.presets import preset
 
     spec = preset("handcrafted").replace(duration=1.0, segment_seconds=0.5)
     out = tmp_path / "hc.zarr"
@@ -106,7 +107,7 @@ def test_export_features_writes_the_gtzan_features_3_sec_table(store_corpus, das
     first = store.manifest.iloc[ok[0]]
     stem, ext = first["path"].rsplit("/", 1)[1].rsplit(".", 1)
     assert list(table["filename"][:2]) == [f"{stem}.0.{ext}", f"{stem}.1.{ext}"]  # blues.00000.0.wav style
-    assert (table["length"] == spec.segment_samples).all()
+    assert (table["length"] == spec.feature("handcrafted").segment_samples).all()
     assert list(table["label"][:2]) == first["labels"][:1] * 2
     stored = store.array("handcrafted")[:][ok].reshape(-1, len(DESCRIPTOR_NAMES))
     np.testing.assert_array_equal(table[list(DESCRIPTOR_NAMES)].to_numpy(np.float32), stored)
@@ -114,20 +115,26 @@ def test_export_features_writes_the_gtzan_features_3_sec_table(store_corpus, das
     assert mean.shape == std.shape == (len(DESCRIPTOR_NAMES),) and np.isfinite(std).all()
 
 
-def test_store_commands_fail_in_one_line(built_store, tmp_path, capsys):
+def test_store_commands_fail_in_one_line(built_store, store_corpus, tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a feature store" in err
     assert main(["export-features", str(built_store[0]), "--csv", str(tmp_path / "x.csv")]) == 2
-    assert "no handcrafted features" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    assert "has no handcrafted array" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
     assert main(["build", "m.parquet", "--audio-root", ".", "--out", str(tmp_path / "s"), "--codec", "lzma"]) == 2
     assert "unknown codec 'lzma'" in capsys.readouterr().err
-    assert main(["build", "m.parquet", "--audio-root", ".", "--out", str(tmp_path / "s"), "--features", "logmel,chroma"]) == 2
-    assert "unknown feature(s) chroma" in capsys.readouterr().err
+    assert main(["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out",
+                 str(tmp_path / "s"), "--features", "logmel,chroma"]) == 2
+    assert "'chroma' is neither an array of this spec" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[arrays.logmel]\nkind = "logmel"\nn_mels = 1e9\n')
+    assert main(["build", "m.parquet", "--audio-root", ".", "--out", str(tmp_path / "s"), "--spec", str(spec)]) == 2
+    assert capsys.readouterr().err == (f"featurestore build: error: {spec}: arrays.logmel: n_mels: input should be a "
+                                       "valid integer (got 1000000000.0)\n")
 
 
 def test_every_store_command_has_help(capsys):
-    for command in ("build", "info", "verify", "export-features"):
+    for command in ("build", "info", "verify", "upgrade", "presets", "export-features"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0
@@ -181,3 +188,23 @@ def test_a_wrong_audio_root_is_refused_before_the_build_starts(store_corpus, tmp
     assert "none of 16 manifest paths sampled from first to last is under --audio-root" in err
     assert err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_store_of_two_log_mel_resolutions_builds_from_toml_and_its_spec_builds_it_again(
+        store_corpus, dask_cluster, tmp_path, capsys):
+    from test_spec import ISSUE_TOML
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(ISSUE_TOML)
+    first, again = tmp_path / "first.zarr", tmp_path / "again.zarr"
+    common = ["--audio-root", str(store_corpus.audio), "--scheduler", dask_cluster.scheduler_address, "--quiet"]
+    assert main(["build", str(store_corpus.few_manifest), "--out", str(first), "--spec", str(spec), *common]) == 0
+    capsys.readouterr()
+    assert main(["info", str(first), "--spec"]) == 0
+    printed = tmp_path / "printed.toml"
+    printed.write_text(capsys.readouterr().out)
+    assert main(["build", str(store_corpus.few_manifest), "--out", str(again), "--spec", str(printed), *common]) == 0
+    stored = open_store(first)
+    assert stored.spec.names == ("logmel", "logmel128", "mfcc") and stored.spec == open_store(again).spec
+    assert stored.array("logmel").shape == (8, 80, 313) and stored.array("logmel128").shape == (8, 128, 626)
+    assert_same_arrays(read_arrays(first), read_arrays(again))

@@ -15,8 +15,11 @@ import pytest
 import zarr
 
 from featurestore.features import rediscover
+from featurestore.spec import FeatureSpec
 from featurestore.store import OK, open_store
+from featurestore.testing import FeatureTests
 from helpers_plugins import install_plugin
+from plugin_chroma import Chroma, ChromaSettings
 
 pytest_plugins = ["helpers_store"]
 
@@ -40,27 +43,45 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return result
 
 
+class TestChromaConformance(FeatureTests):
+    """The plug-in passes the conformance suite, with a setting of its own."""
+
+    feature_class = Chroma
+    settings = ChromaSettings(n_chroma=24)
+
+
+SPEC = """
+[decoding]
+sample_rate = 16000
+duration = 1.0
+[arrays.logmel]
+kind = "logmel"
+[arrays.chroma]
+kind = "chroma"
+n_chroma = 24
+"""
+
+
 def test_a_plugin_feature_builds_is_normalised_verified_and_trained_on(plugin_env, store_corpus, tmp_path):
-    out = tmp_path / "store.zarr"
+    out, spec_file = tmp_path / "store.zarr", tmp_path / "spec.toml"
+    spec_file.write_text(SPEC)
     _run(["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
-          "--features", "logmel,chroma", "--duration", "1", "--workers", "2", "--quiet"], plugin_env)
+          "--spec", str(spec_file), "--workers", "2", "--quiet"], plugin_env)
 
     group = zarr.open_group(str(out), mode="r")
     store = open_store(out)
+    frames = store.spec.feature("chroma").clip_shape()[1]
     chroma, status = group["chroma"][:], store.status
-    assert chroma.shape == (store_corpus.n_rows, 12, store.spec.n_frames) and chroma.dtype == np.float16
+    assert chroma.shape == (store_corpus.n_rows, 24, frames) and chroma.dtype == np.float16
     assert group["chroma"].metadata.dimension_names == ("clip", "pitch_class", "frame")
-    assert store.attrs["arrays"]["chroma"]["settings"] == {"feature": "chroma", "sample_rate": 16_000,
-                                                           "duration": 1.0, "offset": 0.0, "max_channels": 16,
-                                                           "max_input_rate": 384_000, "n_fft": 2048, "hop": 1024}
+    assert store.spec.arrays["chroma"].to_dict() == {"kind": "chroma", "n_fft": 2048, "hop": 1024, "n_chroma": 24}
 
     # the stored values are the plug-in's own computation on the decoded clip
     from featurestore.audio import decode
-    from featurestore_chroma import Chroma
 
     first = int(np.flatnonzero(status == OK)[0])
-    decoded = decode(store_corpus.audio / store.manifest["path"].iloc[first], store.spec)
-    expected = Chroma(store.spec).compute(decoded.samples, {}).astype(np.float16)
+    decoded = decode(store_corpus.audio / store.manifest["path"].iloc[first], store.spec.decoding)
+    expected = store.spec.feature("chroma").compute(decoded.samples, {}).astype(np.float16)
     np.testing.assert_array_equal(chroma[first], expected)
 
     # normalised over the train split's ok clips like a built-in feature
@@ -72,16 +93,18 @@ def test_a_plugin_feature_builds_is_normalised_verified_and_trained_on(plugin_en
 
     info = _run(["info", str(out)], plugin_env).stdout
     row = next(line.split("  ") for line in info.splitlines() if line.startswith("chroma ") and "float16" in line)
-    assert [c.strip() for c in row if c.strip()][1:3] == [f"({store_corpus.n_rows}, 12, {store.spec.n_frames})",
-                                                          "float16"]
+    assert [c.strip() for c in row if c.strip()][1:3] == [f"({store_corpus.n_rows}, 24, {frames})", "float16"]
     feature = next(line for line in info.splitlines() if line.startswith("chroma ") and "float16" not in line)
-    assert "n_fft 2048, hop 1024" in feature and f"{store_corpus.n_rows} of {store_corpus.n_rows}" in feature
+    assert "n_fft 2048, hop 1024, n_chroma 24" in feature and f"{store_corpus.n_rows} of {store_corpus.n_rows}" in feature
     assert _run(["verify", str(out)], plugin_env).stdout.startswith(f"{out}: ok")
+    # the store's spec, printed as TOML, builds the same store again
+    (tmp_path / "again.toml").write_text(_run(["info", str(out), "--spec"], plugin_env).stdout)
+    assert FeatureSpec.load(tmp_path / "again.toml") == store.spec
 
     run = tmp_path / "run"
     _run(["train", str(out), "--model", "mlp", "--input", "chroma", "--out", str(run), "--epochs", "2",
           "--batch-size", "4", "--num-workers", "2", "--no-augment"], plugin_env)
     config = json.loads((run / "config.json").read_text())
-    assert config["resolved"]["input_shape"] == [1, 12, store.spec.n_frames]
+    assert config["resolved"]["input_shape"] == [1, 24, frames]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_clips"] == int(((status == OK) & (store.manifest["split"] == "test").to_numpy()).sum())

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from featurestore.handcrafted import DESCRIPTOR_NAMES, describe, hpss, median_filter, segments
-from featurestore.spec import preset
+from featurestore.maths.descriptors import DESCRIPTOR_NAMES, describe, hpss, median_filter, segments
+from featurestore.presets import preset
 from helpers_featuremaths import music
 
 # The public table's header, between `filename, length` and `label`, spelled out in full.
@@ -23,8 +23,9 @@ TABLE_COLUMNS = (
 @pytest.fixture(scope="module")
 def clip():
     spec = preset("handcrafted").replace(duration=6.5)
-    y = music(6.5, spec.sample_rate, seed=21)
-    return spec, y, describe(y, spec)
+    y = music(6.5, 22_050, seed=21)
+    feature = spec.feature("handcrafted")
+    return feature, y, describe(y, 22_050, feature.segment_samples)
 
 
 def test_names_are_the_public_tables_columns_in_order():
@@ -42,7 +43,7 @@ def test_one_row_per_whole_segment(clip):
 
 def test_values_equal_direct_librosa_calls_on_the_segment(clip):
     spec, y, table = clip
-    sr = spec.sample_rate
+    sr = spec.decoding.sample_rate
     row = dict(zip(DESCRIPTOR_NAMES, table[1]))
     segment = y[spec.segment_samples : 2 * spec.segment_samples]
     harmonic, percussive = librosa.effects.hpss(segment)
@@ -84,7 +85,7 @@ def test_median_filter_is_scipys_for_every_axis_length():
 
 def test_silence_gives_finite_values():
     spec = preset("handcrafted").replace(duration=3.0)
-    table = describe(np.zeros(spec.n_samples, dtype=np.float32), spec)
+    table = describe(np.zeros(spec.n_samples, dtype=np.float32), 22_050, spec.feature("handcrafted").segment_samples)
     assert table.shape == (1, 57) and np.isfinite(table).all()
     row = dict(zip(DESCRIPTOR_NAMES, table[0]))
     assert row["rms_mean"] == 0.0 and row["zero_crossing_rate_mean"] == 0.0
@@ -93,6 +94,7 @@ def test_silence_gives_finite_values():
 
 def test_a_clip_shorter_than_a_segment_is_one_segment():
     spec = preset("handcrafted").replace(duration=1.0)
-    y = music(1.0, spec.sample_rate, seed=2)
-    assert [len(s) for s in segments(y, spec)] == [spec.n_samples]
-    assert describe(y, spec).shape == (1, 57)
+    y = music(1.0, 22_050, seed=2)
+    size = spec.feature("handcrafted").segment_samples
+    assert [len(s) for s in segments(y, size)] == [spec.n_samples]
+    assert describe(y, 22_050, size).shape == (1, 57)

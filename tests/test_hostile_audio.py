@@ -25,15 +25,17 @@ pytest.register_assert_rewrite("helpers_store")
 from helpers_store import GENRES, SPEC, _save, assert_same_arrays, read_arrays
 
 from featurestore.audio import AudioError, decode, resolve
-from featurestore.build import build_store
+from helpers_store import build_store
 from featurestore.cli import main
-from featurestore.store import FAILED, OK, PENDING, clip_arrays, open_store, verify
+from featurestore.store import FAILED, OK, PENDING, open_store
+from featurestore.store.layout import clip_arrays
+from featurestore.store.inspect import verify
 from featurestore.synth import STYLES, render_clip
 
 pytestmark = pytest.mark.reliability
 pytest_plugins = ["helpers_store"]
 
-SR = SPEC.sample_rate
+SR = SPEC.decoding.sample_rate
 NON_ASCII = "hostile/Café del Mar – ünïcødé 日本 (live mix).wav"
 # kind -> (path under the audio root, expected status, words the stored reason must contain; "" for ok)
 HOSTILE: dict[str, tuple[str, int, str]] = {
@@ -318,7 +320,7 @@ def test_the_ten_minute_file_decodes_only_the_span_it_needs(hostile, monkeypatch
     for offset in (0.0, 299.5):
         read.clear()
         t0 = time.perf_counter()
-        got = decode(hostile.long_file, SPEC.replace(offset=offset))
+        got = decode(hostile.long_file, SPEC.replace(offset=offset).decoding)
         elapsed = time.perf_counter() - t0
         assert got.length == SPEC.n_samples and np.isfinite(got.samples).all()
         # the 8-kHz file: one second, plus the resampler's context either side
@@ -331,20 +333,20 @@ def test_a_cut_wav_decodes_where_what_survives_covers_the_clip(tmp_path):
     whole = _wav(render_clip("rock", 1, 2.0, SR)[:, 0], SR)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(whole[: 44 + 2 * int(1.5 * SR)])  # the header promises 2 s, 1.5 s are there
-    assert decode(cut, SPEC).length == SR  # the first second is all there
+    assert decode(cut, SPEC.decoding).length == SR  # the first second is all there
     with pytest.raises(AudioError, match=r"^truncated: the header promises 2.00 s, the file holds 1.50 s$"):
-        decode(cut, SPEC.replace(offset=1.0))
+        decode(cut, SPEC.replace(offset=1.0).decoding)
     with pytest.raises(AudioError, match=r"^truncated: the header promises 2.00 s, the file holds 1.50 s$"):
-        decode(cut, SPEC.replace(offset=1.6))  # past what is there, not past what was promised
+        decode(cut, SPEC.replace(offset=1.6).decoding)  # past what is there, not past what was promised
     handle = io.BytesIO(cut.read_bytes())
     with pytest.raises(AudioError, match="^truncated"):
-        decode(handle, SPEC.replace(offset=1.0))
+        decode(handle, SPEC.replace(offset=1.0).decoding)
     # a data size left unknown (0xFFFFFFFF) by a writer that could not seek back promises nothing
     streamed = bytearray(whole[: 44 + 2 * int(1.5 * SR)])
     assert streamed[36:40] == b"data"
     streamed[40:44] = b"\xff\xff\xff\xff"
     (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
-    assert decode(tmp_path / "streamed.wav", SPEC.replace(offset=0.9)).length == round(0.6 * SR)
+    assert decode(tmp_path / "streamed.wav", SPEC.replace(offset=0.9).decoding).length == round(0.6 * SR)
 
 
 def test_paths_that_leave_the_audio_root_are_refused(hostile, tmp_path):
@@ -370,7 +372,7 @@ def test_a_file_that_stat_sees_but_open_cannot_read_fails_with_its_reason(hostil
     """Root reads every file, so denied permission is simulated where decode opens the file."""
     import errno
 
-    from featurestore import audio
+    from featurestore.audio import decoder as audio
 
     path = hostile.audio / "hostile" / "pcm24.wav"
     for error, words in ((PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
@@ -380,6 +382,6 @@ def test_a_file_that_stat_sees_but_open_cannot_read_fails_with_its_reason(hostil
 
         monkeypatch.setattr(audio, "open", failing, raising=False)
         with pytest.raises(AudioError, match=f"^{words}$"):
-            decode(path, SPEC)
+            decode(path, SPEC.decoding)
     monkeypatch.undo()
-    assert decode(path, SPEC).length == SR
+    assert decode(path, SPEC.decoding).length == SR

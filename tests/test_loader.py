@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from featurestore.store import FAILED, OK, PENDING, open_store
-from trainers import data as data_module
-from trainers.data import EvalDataset, StreamingDataset
+from trainers import datasets as data_module
+from trainers.datasets import StoreDataset, StreamingStoreDataset
 from trainers.inputs import InputConfig, valid_segments
 from trainers.prepare import open_data
 from trainers.runtime import make_loader
@@ -40,7 +40,7 @@ def test_streaming_visits_every_ok_clip_once_per_epoch_with_several_workers(genr
     train = data.splits["train"]
     in_split = np.flatnonzero(manifest["split"].to_numpy() == "train")
     assert (status[in_split] == FAILED).any(), "the corpus should put a broken file in train"
-    dataset = StreamingDataset(data.source(train, inputs), block_clips=8, buffer_clips=12, seed=3)
+    dataset = StreamingStoreDataset.over(data.source(train, inputs), block_clips=8, buffer_clips=12, seed=3)
     logmel = store.array("logmel")[:]
     orders = []
     for workers in (0, 2):
@@ -65,7 +65,7 @@ def test_ranks_and_workers_take_disjoint_blocks(genres):
     train = data.splits["train"]
     per_rank = []
     for rank in (0, 1):
-        dataset = StreamingDataset(data.source(train, inputs), block_clips=8, buffer_clips=8, seed=0,
+        dataset = StreamingStoreDataset.over(data.source(train, inputs), block_clips=8, buffer_clips=8, seed=0,
                                    rank=rank, world_size=2)
         dataset.set_epoch(1)
         per_rank.append(_indices(_epoch(dataset, workers=2)))
@@ -80,17 +80,17 @@ def test_reads_are_whole_blocks_and_whole_batches_not_clips(genres, monkeypatch)
     original = data_module._Reader.read
     monkeypatch.setattr(data_module._Reader, "read", lambda self, a, b: calls.append((a, b)) or original(self, a, b))
     train = data.splits["train"]
-    stream = StreamingDataset(data.source(train, inputs), block_clips=16, buffer_clips=16, seed=0)
+    stream = StreamingStoreDataset.over(data.source(train, inputs), block_clips=16, buffer_clips=16, seed=0)
     assert len(_indices(_epoch(stream, workers=0))) == len(train)
     assert len(calls) == len(np.unique(train // 16))  # one read per block holding train clips
     assert all(a // 16 == (b - 1) // 16 for a, b in calls)  # never across a block boundary
     calls.clear()
     valid = data.splits["valid"]
-    batches = _epoch(EvalDataset(data.source(valid, inputs)), workers=0, batch_size=4)
+    batches = _epoch(StoreDataset.over(data.source(valid, inputs)), workers=0, batch_size=4)
     assert np.array_equal(_indices(batches), valid)  # store order
     assert len(calls) == -(-len(valid) // 4)  # one read per batch
     # and the same with worker processes
-    assert np.array_equal(_indices(_epoch(EvalDataset(data.source(valid, inputs)), workers=2, batch_size=4)), valid)
+    assert np.array_equal(_indices(_epoch(StoreDataset.over(data.source(valid, inputs)), workers=2, batch_size=4)), valid)
 
 
 def test_handcrafted_segments_are_samples_for_training_and_views_for_evaluation(trainer_stores):
@@ -98,8 +98,8 @@ def test_handcrafted_segments_are_samples_for_training_and_views_for_evaluation(
     data = open_data(trainer_stores.genres, inputs)
     store = open_store(trainer_stores.genres)
     train = data.splits["train"]
-    valid = valid_segments(store.array("length")[:], data.spec)
-    stream = StreamingDataset(data.source(train, inputs), block_clips=8, buffer_clips=32, seed=0,
+    valid = valid_segments(store.array("length")[:], data.spec.feature("handcrafted"))
+    stream = StreamingStoreDataset.over(data.source(train, inputs), block_clips=8, buffer_clips=32, seed=0,
                               explode_segments=True)
     stream.set_epoch(1)
     batches = _epoch(stream, workers=2, batch_size=7)
@@ -108,8 +108,8 @@ def test_handcrafted_segments_are_samples_for_training_and_views_for_evaluation(
     assert rows.dtype == torch.float32  # descriptors are stored as float32
     counts = np.bincount(_indices(batches), minlength=store.n_clips)
     np.testing.assert_array_equal(counts[train], valid[train].sum(1))
-    held = _epoch(EvalDataset(data.source(data.splits["test"], inputs)), workers=0)
-    assert held[0]["handcrafted"].shape[1:] == (data.spec.n_segments, 57) and "valid" in held[0]
+    held = _epoch(StoreDataset.over(data.source(data.splits["test"], inputs)), workers=0)
+    assert held[0]["handcrafted"].shape[1:] == (data.spec.feature("handcrafted").n_segments, 57) and "valid" in held[0]
 
 
 def test_pending_clips_of_an_interrupted_build_are_never_read(interrupted_store):
@@ -121,6 +121,6 @@ def test_pending_clips_of_an_interrupted_build_are_never_read(interrupted_store)
     assert len(train) and (store.status[train] == OK).all()
     pending_train = np.flatnonzero((store.status == PENDING) & (store.manifest["split"] == "train").to_numpy())
     assert len(pending_train)
-    stream = StreamingDataset(data.source(train, inputs), block_clips=8, buffer_clips=8, seed=0)
+    stream = StreamingStoreDataset.over(data.source(train, inputs), block_clips=8, buffer_clips=8, seed=0)
     seen = _indices(_epoch(stream, workers=2))
     assert sorted(seen) == sorted(train) and not set(seen) & set(pending_train)

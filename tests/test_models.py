@@ -11,7 +11,8 @@ import torch
 
 from featurestore.cli import main
 from featurestore.errors import UserError
-from featurestore.spec import FeatureSpec, preset
+from featurestore.presets import preset
+from featurestore.spec import FeatureSpec
 from trainers.augment import Augment, AugmentConfig
 from trainers.inputs import InputConfig, InputPipeline, average_views, take_windows, valid_segments
 from trainers.models import MODELS, build_model, count_parameters
@@ -20,8 +21,15 @@ pytest_plugins = ["helpers_trainers"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A small spec: 1 s at 8 kHz, so every model runs in milliseconds.
-SMALL = FeatureSpec(features=("logmel", "mfcc", "waveform", "handcrafted"), sample_rate=8000, duration=1.0,
-                    n_fft=256, hop=128, n_mels=32, n_mfcc=13, crop_samples=4096, crops=2, segment_seconds=0.5)
+SMALL = preset("mtat-seed").select(["logmel", "mfcc", "waveform", "handcrafted"], sample_rate=8000, duration=1.0,
+                                   n_fft=256, hop=128, n_mels=32, n_mfcc=13, crop_samples=4096, crops=2,
+                                   segment_seconds=0.5)
+FRAMES, HOP, N_MFCC, CROP = 63, 128, 13, 4096  # SMALL's frames (1 + 8000 // 128), hop, MFCCs, waveform crop
+
+
+def features(kind: str, spec: FeatureSpec = SMALL):
+    """The features an input of `kind` reads in `spec`."""
+    return InputConfig(kind).features(spec)
 
 
 def _example(shape, batch=4):
@@ -35,7 +43,7 @@ def test_every_model_forward_and_backward_on_its_natural_input(name):
     kind = MODELS[name].natural_input
     shape = InputConfig(kind).sample_shape(SMALL)
     torch.manual_seed(0)
-    model = build_model(name, kind, shape, n_classes=7)
+    model = build_model(name, features(kind), shape, n_classes=7)
     out = model(_example(shape))
     assert out.shape == (4, 7)
     out.sum().backward()
@@ -51,21 +59,21 @@ def test_spectrogram_models_adapt_to_the_store_sizes(name):
         for kind in MODELS[name].inputs:
             if kind == "handcrafted":
                 continue
-            shape = InputConfig(kind, crop_frames=min(40, spec.n_frames)).sample_shape(spec)
-            assert build_model(name, kind, shape, 3)(_example(shape, 2)).shape == (2, 3)
+            shape = InputConfig(kind, crop_frames=40).sample_shape(spec)
+            assert build_model(name, features(kind, spec), shape, 3)(_example(shape, 2)).shape == (2, 3)
 
 
 def test_models_refuse_the_wrong_input_kind_with_a_clear_message():
     with pytest.raises(UserError, match=r"nnet1 reads waveform \(or any waveform feature\) input, not logmel"):
-        build_model("nnet1", "logmel", (1, 32, 63), 5)
+        build_model("nnet1", features("logmel"), (1, 32, 63), 5)
     with pytest.raises(UserError, match=r"ffnn reads handcrafted \(or any segments feature\) input, not mfcc"):
-        build_model("ffnn", "mfcc", (1, 13, 63), 5)
+        build_model("ffnn", features("mfcc"), (1, 13, 63), 5)
     with pytest.raises(UserError, match="unknown model 'resnet'"):
-        build_model("resnet", "logmel", (1, 32, 63), 5)
-    model = build_model("cnn4", "logmel", (1, 32, 63), 5)
+        build_model("resnet", features("logmel"), (1, 32, 63), 5)
+    model = build_model("cnn4", features("logmel"), (1, 32, 63), 5)
     with pytest.raises(UserError, match=r"cnn4 was built for logmel input of shape \(1, 32, 63\).*got \(1, 4096\)"):
         model(torch.randn(2, 1, 4096))
-    mixnet = build_model("mixnet", "waveform+mfcc", ((1, 4096), (1, 13, 63)), 5)
+    mixnet = build_model("mixnet", features("waveform+mfcc"), ((1, 4096), (1, 13, 63)), 5)
     with pytest.raises(UserError, match="mixnet was built for waveform\\+mfcc"):
         mixnet(torch.randn(2, 1, 4096))
 
@@ -79,7 +87,7 @@ def test_models_command_lists_every_model_with_input_and_parameter_count(capsys)
         spec = hand if info.natural_input == "handcrafted" else mtat
         shape = InputConfig(info.natural_input).sample_shape(spec)
         assert info.natural_input in line
-        assert f"{count_parameters(build_model(name, info.natural_input, shape, 10)):,}" in line
+        assert f"{count_parameters(build_model(name, features(info.natural_input, spec), shape, 10)):,}" in line
     assert "(1,80,313)" in out and "(57,)" in out
 
 
@@ -108,7 +116,7 @@ def test_pipeline_normalises_with_the_store_stats_and_averages_views():
     mean, std = np.linspace(-50, -10, 32).astype(np.float32), np.linspace(1, 4, 32).astype(np.float32)
     std[0] = 0.0  # a constant band must not divide by zero
     pipe.set_stats({"logmel": (mean, std)})
-    raw = torch.randn(2, 32, SMALL.n_frames).to(torch.float16) * 10 - 30
+    raw = torch.randn(2, 32, FRAMES).to(torch.float16) * 10 - 30
     x, w = pipe({"logmel": raw}, train=False)
     assert x.shape == (6, 1, 32, 8) and w.shape == (2, 3)
     safe_std = torch.from_numpy(np.where(std > 0, std, 1))
@@ -120,7 +128,7 @@ def test_pipeline_normalises_with_the_store_stats_and_averages_views():
 
 def test_handcrafted_segments_are_views_of_the_track_and_padding_segments_are_ignored():
     spec = SMALL
-    valid = valid_segments(np.array([8000, 3000, 1]), spec)
+    valid = valid_segments(np.array([8000, 3000, 1]), spec.feature("handcrafted"))
     assert valid.tolist() == [[True, True], [True, False], [True, False]]
     pipe = InputPipeline(spec, InputConfig("handcrafted"))
     x, w = pipe({"handcrafted": torch.randn(3, 2, 57), "valid": torch.from_numpy(valid)}, train=False)
@@ -155,25 +163,23 @@ def test_augmentations_follow_their_recipe_and_probability():
 def test_aligned_pairs_cut_waveform_and_mfcc_windows_from_the_same_seconds(train):
     """MixNet's two inputs cover the same seconds: the MFCC window starts at the frame nearest the
     waveform window's first sample, in training (random) and evaluation (evenly spaced) alike."""
-    from featurestore.features.builtin import crop_starts
-
-    starts = crop_starts(SMALL)  # two 4096-sample crops of the 8000-sample clip
+    starts = SMALL.feature("waveform").starts()  # two 4096-sample crops of the 8000-sample clip
     b = 6
-    wave = (torch.as_tensor(starts)[:, None] + torch.arange(SMALL.crop_samples)).float().expand(b, -1, -1)
-    mfcc = torch.arange(SMALL.n_frames).float().expand(b, SMALL.n_mfcc, -1)  # each value: its frame
+    wave = (torch.as_tensor(starts)[:, None] + torch.arange(CROP)).float().expand(b, -1, -1)
+    mfcc = torch.arange(FRAMES).float().expand(b, N_MFCC, -1)  # each value: its frame
     batch = {"waveform": wave, "mfcc": mfcc}
     config = InputConfig("waveform+mfcc", crop_samples=1280, crop_frames=10, eval_crops=1 if train else 4)
     torch.manual_seed(0)
     (w, m), _ = InputPipeline(SMALL, config)(batch, train=train)
     first_sample, first_frame = w[:, 0, 0], m[:, 0, 0, 0]
     assert torch.equal(w[:, 0], first_sample[:, None] + torch.arange(1280))  # a contiguous window
-    expected = torch.floor((first_sample + SMALL.hop / 2) / SMALL.hop).clamp(0, SMALL.n_frames - 10)
+    expected = torch.floor((first_sample + HOP / 2) / HOP).clamp(0, FRAMES - 10)
     assert torch.equal(first_frame, expected) and torch.equal(m[:, 0, 0], first_frame[:, None] + torch.arange(10))
     assert len(set(first_sample.tolist())) > 1  # different clips or views, different seconds
     # unaligned (the old behaviour), the two windows are drawn independently
     torch.manual_seed(0)
     (w, m), _ = InputPipeline(SMALL, dataclasses.replace(config, aligned=False))(batch, train=train)
-    derived = torch.floor((w[:, 0, 0] + SMALL.hop / 2) / SMALL.hop).clamp(0, SMALL.n_frames - 10)
+    derived = torch.floor((w[:, 0, 0] + HOP / 2) / HOP).clamp(0, FRAMES - 10)
     assert not torch.equal(m[:, 0, 0, 0], derived)
 
 
@@ -181,7 +187,7 @@ def test_image_input_is_a_square_three_channel_picture_in_unit_range():
     """The YOLO report's input: each spectrogram window resized to S x S, scaled to [0, 1] by its
     own extremes, in three equal channels; c2f reads it."""
     pipe = InputPipeline(SMALL, InputConfig("logmel", crop_frames=40, image_size=48))
-    raw = (torch.randn(3, 32, SMALL.n_frames) * 10 - 40).to(torch.float16)
+    raw = (torch.randn(3, 32, FRAMES) * 10 - 40).to(torch.float16)
     x, _ = pipe({"logmel": raw}, train=False)
     assert x.shape == (3, 3, 48, 48) == (3, *InputConfig("logmel", image_size=48).sample_shape(SMALL))
     flat = x.flatten(1)
@@ -191,7 +197,7 @@ def test_image_input_is_a_square_three_channel_picture_in_unit_range():
     resized = torch.nn.functional.interpolate(window[:, None], size=(48, 48), mode="bilinear")[:, 0]
     lo, hi = resized.amin((1, 2), keepdim=True), resized.amax((1, 2), keepdim=True)
     assert torch.allclose(x[:, 0], (resized - lo) / (hi - lo), atol=1e-6)
-    model = build_model("c2f", "logmel", (3, 48, 48), n_classes=10)
+    model = build_model("c2f", features("logmel"), (3, 48, 48), n_classes=10)
     assert model(x).shape == (3, 10)
     head = [m for m in model.head if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in head] == [256, 128, 64, 10]  # the report's head

@@ -27,10 +27,12 @@ import pytest
 
 pytest.register_assert_rewrite("helpers_store")
 
-from featurestore.build import build_store
+from helpers_store import build_store
 from featurestore.cli import main
 from featurestore.errors import UserError
-from featurestore.store import OK, PENDING, open_store, read_commits, verify
+from featurestore.store import OK, PENDING, open_store
+from featurestore.store.commits import read_documents
+from featurestore.store.inspect import verify
 from helpers_store import SPEC, assert_same_arrays, read_arrays
 
 pytest_plugins = ["helpers_store"]
@@ -224,7 +226,7 @@ def test_a_build_killed_anywhere_resumes_recomputing_only_uncommitted_shards(
     proc = _start(args, point=point, marker=marker)
     try:
         _wait_for(marker, proc)
-        on_disk = len(read_commits(str(out)))
+        on_disk = len(read_documents(str(out)))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -255,7 +257,7 @@ def test_readers_during_a_build_see_only_committed_shards(cli_cluster, store_cor
                   marker=marker, release=release)
     try:
         _wait_for(marker, proc)
-        committed = sorted(read_commits(str(out)))
+        committed = sorted(read_documents(str(out)))
         assert committed and len(committed) == 4
         _wait_for_uncommitted_data(out, committed)  # the workers go on while the driver waits
 
@@ -350,7 +352,7 @@ def test_an_output_that_turns_unwritable_stops_the_build_cleanly(locked, point, 
         assert found["where"].split("/")[0] in ("logmel", "mfcc", "waveform", "status", "length"), message
         assert 1 <= committed < 9
 
-    assert len(read_commits(str(out))) == committed
+    assert len(read_documents(str(out))) == committed
     problems = verify(open_store(out))[1]
     assert all("not committed" in p or "build state" in p for p in problems), problems  # committed shards intact
 
@@ -436,7 +438,7 @@ def test_losing_the_scheduler_stops_the_build_cleanly(cli_cluster, store_corpus,
         finally:
             proc.kill()
     assert code == 2 and "Traceback" not in err, err
-    committed = len(read_commits(str(out)))  # 2, plus results the client held when the scheduler died
+    committed = len(read_documents(str(out)))  # 2, plus results the client held when the scheduler died
     assert committed >= 2
     assert err.strip().splitlines()[-1] == (
         f"featurestore build: error: lost the Dask cluster ({doomed.address}) during the build; its {committed} "

@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 import zarr
 
-from featurestore import codecs, stats
-from featurestore.errors import UserError
-from featurestore.spec import preset
-from featurestore.store import (
-    CHUNK_CLIPS,
-    Layout,
-    commit_url,
-    default_shard_clips,
-    open_store,
-    read_commits,
-    write_bytes,
-    write_commit,
-)
+from featurestore import codecs
+from featurestore.errors import StoreFormatError, UserError
+from featurestore.locations import write_bytes
+from featurestore.maths import statistics as stats
+from featurestore.presets import preset
+from featurestore.store import open_store
+from featurestore.store.commits import CommitRecord, parse_record, read_documents, record_url, write_record
+from featurestore.store.layout import CHUNK_CLIPS, Layout, default_shard_clips
+
+LOGMEL, MFCC = preset("mtat-seed").feature("logmel"), preset("mtat-seed").feature("mfcc")
 
 
 def test_default_shards_depend_on_the_manifest_size_only_and_keep_two_workers_busy():
@@ -46,7 +43,7 @@ def test_layout_cuts_the_clip_axis_into_whole_shards_and_a_partial_last_one():
 def test_lossless_codecs_round_trip_float16_exactly(tmp_path, name):
     rng = np.random.default_rng(0)
     x = rng.uniform(-100, 40, size=(16, 8, 32)).astype(np.float16)
-    enc = codecs.parse(name).for_array("logmel", "float16")
+    enc = codecs.parse(name).for_array(LOGMEL)
     a = zarr.create_array(tmp_path / name, shape=x.shape, dtype=enc.stored, chunks=(4, 8, 32), shards=(8, 8, 32),
                           compressors=enc.compressors, fill_value=0)
     a[:] = enc.encode(x)
@@ -55,7 +52,7 @@ def test_lossless_codecs_round_trip_float16_exactly(tmp_path, name):
 
 def test_blosc_levels_are_named_and_the_unnamed_level_never_changes():
     # Stores built before levels were named recorded `blosc-zstd` and `quantized:STEP`: Blosc level 3.
-    levels = {name: codecs.parse(name).for_array("logmel", "float16").compressors[0].clevel
+    levels = {name: codecs.parse(name).for_array(LOGMEL).compressors[0].clevel
               for name in ("blosc-zstd", "blosc-zstd-bitshuffle", "quantized:0.0625", "blosc-zstd:2", "blosc-zstd:7")}
     assert levels == {"blosc-zstd": 3, "blosc-zstd-bitshuffle": 3, "quantized:0.0625": 3, "blosc-zstd:2": 2,
                       "blosc-zstd:7": 7}
@@ -70,7 +67,7 @@ def test_quantized_codec_error_is_at_most_float16_rounding_over_minus_100_to_40_
     half_steps = (np.linspace(-1600, 639, 1024).round() + 0.5) / 16
     x = np.concatenate([np.linspace(-100, 40, 2**16 - 1024), half_steps]).astype(np.float32).reshape(16, 64, 64)
     codec = codecs.parse("quantized:0.0625")
-    enc = codec.for_array("logmel", "float16")
+    enc = codec.for_array(LOGMEL)
     assert (enc.dtype, enc.stored, enc.step) == ("float32", "int16", 0.0625)
     a = zarr.create_array(tmp_path / "q", shape=x.shape, dtype=enc.stored, chunks=(4, *x.shape[1:]),
                           shards=(8, *x.shape[1:]), compressors=enc.compressors, fill_value=0,
@@ -88,25 +85,30 @@ def test_quantized_codec_error_is_at_most_float16_rounding_over_minus_100_to_40_
     # The one integer never written is CF's _FillValue: xarray masks nothing.
     assert a.attrs["_FillValue"] == -32768 and a[:].min() > -32768
     # MFCCs are left alone unless a second step is given.
-    assert codec.for_array("mfcc", "float16").step is None
+    assert codec.for_array(MFCC).step is None
     both = codecs.parse("quantized:0.0625:0.25")
-    assert both.for_array("mfcc", "float16").step == 0.25
+    assert both.for_array(MFCC).step == 0.25
 
 
 def test_codec_names_are_checked():
-    for bad in ("lzma", "quantized:", "quantized:abc", "quantized:-1", "quantized:0.1:0.1:0.1"):
+    for bad in ("lzma", "quantized:", "quantized:abc", "quantized:-1", "quantized:0.1:0.1:0.1:0.1:0.1"):
         with pytest.raises(UserError):
             codecs.parse(bad)
+    # a step no feature kind takes (the built-ins take two: log-mel, then MFCC) is refused by the spec
+    with pytest.raises(UserError, match="no feature kind takes step 3"):
+        preset("mtat-seed").replace(codec="quantized:0.1:0.1:0.1")
 
 
-def test_commit_records_are_whole_files_and_garbage_is_ignored(tmp_path):
+def test_commit_records_are_zarr_groups_and_a_torn_one_is_refused_naming_it(tmp_path):
     url = str(tmp_path / "s.zarr")
-    write_commit(url, {"shard": 3, "hash": "abc", "ok": 8})
-    write_bytes(commit_url(url, 4), b'{"zarr_format": 3, "node_type": "gr')  # what a torn write would leave
-    assert read_commits(url) == {3: {"shard": 3, "hash": "abc", "ok": 8}}
+    record = CommitRecord(3, "ab" * 16, 24, 32, "0123456789abcdef")
+    write_record(url, record)
+    assert parse_record(read_documents(url)[3], 3, "here") == record
     # a record is a Zarr group's attributes: any Zarr reader finds it
-    assert zarr.open_group(url + "/commits/shard-00003", mode="r").attrs["featurestore"]["hash"] == "abc"
-    assert sorted(p.name for p in (tmp_path / "s.zarr" / "commits").iterdir()) == ["shard-00003", "shard-00004"]
+    assert zarr.open_group(url + "/commits/shard-00003", mode="r").attrs["featurestore"]["start"] == 24
+    write_bytes(record_url(url, 4), b'{"zarr_format": 3, "node_type": "gr')  # a torn write, or an edit
+    with pytest.raises(StoreFormatError, match=r"s\.zarr: commit record commits/shard-00004: not a commit record"):
+        read_documents(url)
 
 
 def test_statistics_combine_per_shard_sums_into_the_whole_data_mean_and_std():
@@ -132,7 +134,7 @@ def test_open_store_refuses_what_is_not_a_store(tmp_path):
 
 
 def test_atomic_path_leaves_nothing_behind_when_the_writer_fails(tmp_path):
-    from featurestore.files import TEMPORARY_GLOB, atomic_path
+    from featurestore.locations import TEMPORARY_GLOB, atomic_path
 
     with atomic_path(tmp_path / "a" / "x.png") as tmp:
         assert tmp.suffix == ".png" and tmp.match(TEMPORARY_GLOB)

@@ -17,10 +17,11 @@ import pytest
 pytest.register_assert_rewrite("helpers_store")
 
 import manifests
-from featurestore.build import build_store
+from helpers_store import build_store
 from featurestore.cli import main
 from featurestore.errors import UserError
-from featurestore.store import OK, open_store, read_commits, verify
+from featurestore.store import OK, open_store
+from featurestore.store.inspect import verify
 from helpers_store import SPEC, assert_same_arrays, read_arrays
 
 pytest_plugins = ["helpers_store"]
@@ -54,29 +55,31 @@ def _shard_files(store: Path, array: str) -> dict[str, int]:
 
 def test_adding_a_feature_computes_only_it_and_equals_a_fresh_build(store_corpus, dask_cluster, tmp_path):
     grown = tmp_path / "grown.zarr"
-    first = _build(store_corpus, store_corpus.manifest, grown, SPEC.replace(features=("logmel", "mfcc")), dask_cluster)
+    first = _build(store_corpus, store_corpus.manifest, grown, SPEC.select(["logmel", "mfcc"]), dask_cluster)
     assert first.pending == 0
     before = {a: _shard_files(grown, a) for a in ("logmel", "mfcc", "status", "length")}
-    added = _build(store_corpus, store_corpus.manifest, grown, SPEC.replace(features=("handcrafted",)), dask_cluster,
+    added = _build(store_corpus, store_corpus.manifest, grown, SPEC.select(["handcrafted"]), dask_cluster,
                    shard_clips=None)
     assert added.changes == ("added handcrafted",) and added.pending == 0
     assert added.decoded == first.ok  # only the ok clips were decoded again, for the new feature only
     assert {a: _shard_files(grown, a) for a in before} == before, "the other arrays were not written"
 
     fresh = tmp_path / "fresh.zarr"
-    _build(store_corpus, store_corpus.manifest, fresh, SPEC.replace(features=("logmel", "mfcc", "handcrafted")),
+    _build(store_corpus, store_corpus.manifest, fresh, SPEC.select(["logmel", "mfcc", "handcrafted"]),
            dask_cluster)
     assert open_store(grown).spec == open_store(fresh).spec
     assert_same_arrays(read_arrays(grown), read_arrays(fresh))
     assert open_store(grown).manifest.equals(open_store(fresh).manifest)
-    assert [r["hash"] for r in read_commits(str(grown)).values()] == [r["hash"] for r in read_commits(str(fresh)).values()]
+    assert ([r.content_hash() for r in open_store(grown).records.values()]
+            == [r.content_hash() for r in open_store(fresh).records.values()])
     assert verify(open_store(grown))[1] == []
-    assert open_store(grown).attrs["arrays"]["logmel"]["added"] <= open_store(grown).attrs["arrays"]["handcrafted"]["added"]
+    arrays = open_store(grown).attrs.arrays
+    assert arrays["logmel"].added <= arrays["handcrafted"].added
 
     # a feature the store holds with other settings is refused, naming them; nothing is written
     files = _files(grown)
     with pytest.raises(UserError, match=r"holds mfcc built with n_mfcc 20 \(this build: 13\)"):
-        _build(store_corpus, store_corpus.manifest, grown, SPEC.replace(features=("mfcc",), n_mfcc=13), dask_cluster,
+        _build(store_corpus, store_corpus.manifest, grown, SPEC.select(["mfcc"]).replace(n_mfcc=13), dask_cluster,
                shard_clips=None)
     with pytest.raises(UserError, match=r"built with sample_rate 16000 \(this build: 22050\)"):
         _build(store_corpus, store_corpus.manifest, grown, SPEC.replace(sample_rate=22_050), dask_cluster,
@@ -215,10 +218,10 @@ def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_taken_over(stor
 def test_the_object_store_lock_refuses_a_second_writer_and_expires_with_a_killed_one(tmp_path, monkeypatch):
     """Real processes against an S3 API server: the lock is a conditional PUT with a heartbeat."""
     from benchmarks.s3 import moto_s3
-    from featurestore.lock import lock_url, writer_lock
+    from featurestore.builder.lock import lock_url, writer_lock
 
     url = "s3://locks/store.zarr"
-    holder = ("import sys, time\nfrom featurestore.lock import writer_lock\n"
+    holder = ("import sys, time\nfrom featurestore.builder.lock import writer_lock\n"
               f"with writer_lock({url!r}):\n    print('held', flush=True)\n    time.sleep(600)\n")
     with moto_s3("locks") as fs:
         proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
@@ -245,7 +248,7 @@ def test_the_object_store_lock_refuses_a_second_writer_and_expires_with_a_killed
 @pytest.mark.reliability
 def test_adding_a_feature_survives_a_kill_and_resumes_per_array(store_corpus, dask_cluster, tmp_path):
     out, marker = tmp_path / "store.zarr", tmp_path / "reached"
-    _build(store_corpus, store_corpus.manifest, out, SPEC.replace(features=("logmel", "mfcc")), dask_cluster)
+    _build(store_corpus, store_corpus.manifest, out, SPEC.select(["logmel", "mfcc"]), dask_cluster)
     proc = _start(store_corpus, out, "--features", "waveform", point="commit:3", marker=marker)
     try:
         _wait(marker, proc)
@@ -256,11 +259,11 @@ def test_adding_a_feature_survives_a_kill_and_resumes_per_array(store_corpus, da
     store = open_store(out)
     assert len(store.committed(["waveform"])) == 2 and len(store.committed(["logmel", "mfcc"])) == store.layout.n_shards
     assert (store.status_for(["logmel"]) != 0).all(), "the stored features stay readable while one is added"
-    resumed = _build(store_corpus, store_corpus.manifest, out, SPEC.replace(features=("waveform",)), dask_cluster,
+    resumed = _build(store_corpus, store_corpus.manifest, out, SPEC.select(["waveform"]), dask_cluster,
                      shard_clips=None)
     assert resumed.shards_built == store.layout.n_shards - 2 and resumed.pending == 0
     fresh = tmp_path / "fresh.zarr"
-    _build(store_corpus, store_corpus.manifest, fresh, SPEC.replace(features=("logmel", "mfcc", "waveform")),
+    _build(store_corpus, store_corpus.manifest, fresh, SPEC.select(["logmel", "mfcc", "waveform"]),
            dask_cluster)
     assert_same_arrays(read_arrays(out), read_arrays(fresh))
     assert verify(open_store(out))[1] == []

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from featurestore.build import build_store
+from helpers_store import build_store
 from featurestore.cli import main
 from featurestore.store import open_store
 from trainers.config import load_run
-from trainers.data import EvalDataset
+from trainers.datasets import StoreDataset
 from trainers.inputs import InputConfig
 from trainers.predict import predict_files
 from trainers.prepare import folds, open_data, run_splits
@@ -206,7 +206,7 @@ def test_checkpoint_reloads_to_identical_predictions_and_evaluate_recomputes(tra
     model, pipeline = make_model(config.model, data.spec, config.input, len(data.labels))
     model.load_state_dict(state["model"])
     pipeline.load_state_dict(state["inputs"])
-    loader = make_loader(EvalDataset(data.source(data.splits["test"], config.input)), batch_size=5, workers=0,
+    loader = make_loader(StoreDataset.over(data.source(data.splits["test"], config.input)), batch_size=5, workers=0,
                          device=torch.device("cpu"))
     y, prob, index, *_ = infer(model, pipeline, loader, data.task, torch.device("cpu"))
     again = infer(model, pipeline, loader, data.task, torch.device("cpu")).prob
@@ -226,7 +226,7 @@ def test_checkpoint_reloads_to_identical_predictions_and_evaluate_recomputes(tra
     assert main(["evaluate", str(trained), "--store", trainer_stores.tags]) == 2
     assert "carry several labels" in capsys.readouterr().err
     other = tmp_path / "other.zarr"
-    spec = open_store(trainer_stores.tags).spec.replace(features=("logmel",), n_mels=64)
+    spec = open_store(trainer_stores.tags).spec.select(["logmel"]).replace(n_mels=64)
     build_store(trainer_stores.tags_manifest, trainer_stores.tags_audio, other, spec,
                 scheduler=dask_cluster.scheduler_address, progress=False)
     assert main(["evaluate", str(trained), "--store", str(other)]) == 2
@@ -244,7 +244,7 @@ def test_predict_decodes_new_files_like_the_store_did(trained, trainer_stores, c
     model, pipeline = make_model(config.model, data.spec, config.input, len(data.labels))
     model.load_state_dict(state["model"])
     pipeline.load_state_dict(state["inputs"])
-    loader = make_loader(EvalDataset(data.source(test, config.input)), batch_size=8, workers=0,
+    loader = make_loader(StoreDataset.over(data.source(test, config.input)), batch_size=8, workers=0,
                          device=torch.device("cpu"))
     prob = infer(model, pipeline, loader, data.task, torch.device("cpu")).prob
     for result, p in zip(results, prob):
@@ -311,7 +311,7 @@ def test_wrong_input_kind_or_missing_feature_is_one_clear_line(trainer_stores, t
     assert main(["train", genres, "--model", "nnet1", "--input", "logmel", "--out", str(tmp_path / "a")]) == 2
     assert "nnet1 reads waveform (or any waveform feature) input, not logmel" in capsys.readouterr().err
     assert main(["train", tags, "--model", "ffnn", "--out", str(tmp_path / "b")]) == 2
-    assert "has no handcrafted features" in capsys.readouterr().err
+    assert "has no handcrafted array" in capsys.readouterr().err
     assert main(["train", tags, "--model", "mlp", "--task", "multiclass", "--out", str(tmp_path / "c")]) == 2
     assert "carry several labels" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

@@ -7,34 +7,57 @@ import pytest
 import torch
 
 from featurestore.audio import AudioError
-from featurestore.extract import FeatureExtractor
+from featurestore.features.extract import FeatureExtractor
 from featurestore.features.builtin import crop_starts
-from featurestore.handcrafted import DESCRIPTOR_NAMES
-from featurestore.spec import FeatureSpec, preset
-from featurestore.transforms import MFCC
+from featurestore.maths.descriptors import DESCRIPTOR_NAMES
+from featurestore.features.builtin import MelSettings, WaveformSettings
+from featurestore.maths.mel import MFCC
+from featurestore.presets import preset
+from featurestore.spec import ArraySpec, Decoding, FeatureSpec
 from helpers_featuremaths import music
 
+RATE = 16_000
 
-def mtat(**changes) -> FeatureSpec:
-    return preset("mtat-seed").replace(duration=2.0, crop_samples=8000, **changes)
+
+def mtat(*arrays: str, **changes) -> FeatureSpec:
+    spec = preset("mtat-seed").replace(duration=2.0, crop_samples=8000, **changes)
+    return spec.select(arrays) if arrays else spec
 
 
 def test_keys_shapes_dtypes_follow_the_spec():
-    spec = mtat(features=("waveform", "mfcc", "logmel"), crops=3)
-    features = FeatureExtractor(spec)(music(2.0, spec.sample_rate))
+    spec = mtat("waveform", "mfcc", "logmel", crops=3)
+    features = FeatureExtractor(spec)(music(2.0, RATE))
     assert list(features) == ["waveform", "mfcc", "logmel"]
-    assert features["logmel"].shape == (spec.n_mels, spec.n_frames)
-    assert features["mfcc"].shape == (spec.n_mfcc, spec.n_frames)
-    assert features["waveform"].shape == (3, spec.crop_samples)
+    assert features["logmel"].shape == (80, 32)  # 1 + 32000 // 1024 frames
+    assert features["mfcc"].shape == (20, 32)
+    assert features["waveform"].shape == (3, 8000)
     for values in features.values():
         assert values.dtype == np.float32 and values.flags.c_contiguous and np.isfinite(values).all()
 
 
+def test_arrays_of_one_kind_with_their_own_settings_and_work_shared_where_settings_agree():
+    spec = FeatureSpec(Decoding(sample_rate=RATE, duration=2.0), {
+        "logmel": ArraySpec("logmel"),
+        "logmel128": ArraySpec("logmel", MelSettings(hop=512, n_mels=128)),
+        "mfcc": ArraySpec("mfcc"),
+    })
+    y = music(2.0, RATE, seed=3)
+    features = FeatureExtractor(spec)(y)
+    assert features["logmel"].shape == (80, 32) and features["logmel128"].shape == (128, 63)
+    with torch.inference_mode():
+        alone = MFCC(RATE, 2048, 512, 128, 20).logmel(torch.from_numpy(y)).numpy()
+    np.testing.assert_array_equal(features["logmel128"], alone)
+    cache: dict = {}
+    for name in spec.names:
+        spec.feature(name).compute(y, cache)
+    assert len(cache) == 2  # one log-mel per mel setting: the MFCCs took the 80-band one's
+
+
 def test_values_are_the_transforms_outputs():
     spec = mtat()
-    y = music(2.0, spec.sample_rate, seed=4)
+    y = music(2.0, RATE, seed=4)
     features = FeatureExtractor(spec)(y)
-    module = MFCC(spec)
+    module = MFCC(RATE, 2048, 1024, 80, 20)
     with torch.inference_mode():
         logmel = module.logmel(torch.from_numpy(y))
         mfcc = module.from_logmel(logmel)
@@ -43,9 +66,9 @@ def test_values_are_the_transforms_outputs():
 
 
 def test_only_the_requested_features_are_computed():
-    spec = mtat(features=("logmel",))
-    extractor = FeatureExtractor(spec)
-    assert list(extractor(music(2.0, spec.sample_rate))) == ["logmel"]
+    spec = mtat()
+    extractor = FeatureExtractor(spec, ["logmel"])
+    assert list(extractor(music(2.0, RATE))) == ["logmel"]
 
 
 @pytest.mark.parametrize(
@@ -54,17 +77,17 @@ def test_only_the_requested_features_are_computed():
      (10, 3, 4, [0, 2, 5, 7])],
 )
 def test_crops_are_evenly_spaced_and_a_single_crop_is_centred(n, crop, crops, starts):
-    spec = FeatureSpec(sample_rate=n, duration=1.0, crop_samples=crop, crops=crops)
-    assert crop_starts(spec).tolist() == starts
+    assert crop_starts(WaveformSettings(crop_samples=crop, crops=crops), n).tolist() == starts
 
 
 def test_waveform_crops_are_slices_of_the_clip():
-    spec = mtat(features=("waveform",), crops=3)
-    y = music(2.0, spec.sample_rate, seed=5)
+    spec = mtat("waveform", crops=3)
+    y = music(2.0, RATE, seed=5)
     crops = FeatureExtractor(spec)(y)["waveform"]
-    for crop, start in zip(crops, crop_starts(spec)):
-        np.testing.assert_array_equal(crop, y[start : start + spec.crop_samples])
-    assert crop_starts(spec)[-1] + spec.crop_samples == spec.n_samples  # the last crop ends the clip
+    starts = spec.feature("waveform").starts()
+    for crop, start in zip(crops, starts):
+        np.testing.assert_array_equal(crop, y[start : start + 8000])
+    assert starts[-1] + 8000 == spec.n_samples  # the last crop ends the clip
 
 
 def test_silence_sits_on_the_floor():
@@ -76,8 +99,8 @@ def test_silence_sits_on_the_floor():
 
 
 def test_float16_features_are_clamped_to_float16_range():
-    spec = mtat(features=("waveform", "logmel"))
-    y = music(2.0, spec.sample_rate) * 1e6  # a float WAV can hold any level
+    spec = mtat("waveform", "logmel")
+    y = music(2.0, RATE) * 1e6  # a float WAV can hold any level
     features = FeatureExtractor(spec)(y)
     top = float(np.finfo(np.float16).max)
     assert np.abs(features["waveform"]).max() == top
@@ -87,7 +110,7 @@ def test_float16_features_are_clamped_to_float16_range():
 
 def test_non_finite_input_is_an_audio_error_not_a_stored_nan():
     spec = mtat()
-    y = music(2.0, spec.sample_rate)
+    y = music(2.0, RATE)
     y[100] = np.nan
     with pytest.raises(AudioError, match="non-finite feature values"):
         FeatureExtractor(spec)(y)
@@ -100,8 +123,8 @@ def test_wrong_length_is_a_programming_error():
 
 
 def test_input_is_not_modified():
-    spec = mtat(features=("waveform", "logmel"))
-    y = music(2.0, spec.sample_rate) * 1e6
+    spec = mtat("waveform", "logmel")
+    y = music(2.0, RATE) * 1e6
     before = y.copy()
     FeatureExtractor(spec)(y)
     np.testing.assert_array_equal(y, before)
@@ -109,7 +132,7 @@ def test_input_is_not_modified():
 
 def test_handcrafted_through_the_extractor():
     spec = preset("handcrafted").replace(duration=3.0)
-    features = FeatureExtractor(spec)(music(3.0, spec.sample_rate, seed=6))
+    features = FeatureExtractor(spec)(music(3.0, spec.decoding.sample_rate, seed=6))
     assert list(features) == ["handcrafted"]
     assert features["handcrafted"].shape == (1, len(DESCRIPTOR_NAMES))
     assert features["handcrafted"].dtype == np.float32 and np.isfinite(features["handcrafted"]).all()

@@ -25,6 +25,7 @@ from featurestore.cli import main
 from featurestore.store import OK, open_store
 from trainers.config import load_run
 from trainers.inputs import valid_segments
+from trainers.tune import GRACE_SECONDS
 
 pytest_plugins = ["helpers_store", "helpers_trainers"]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,6 +56,9 @@ def test_tune_is_killed_mid_trial_and_the_same_command_resumes_the_study(trainer
     assert states == [TrialState.COMPLETE, TrialState.RUNNING]
     assert (out / "best.json").is_file()  # results are written after every trial, not only at the end
 
+    # A process that resumes sooner might finish its trials before the killed one's heartbeat is old
+    # enough to be called stale (by design: another process may still be running it).
+    time.sleep(GRACE_SECONDS)
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stderr
@@ -102,7 +106,7 @@ def test_explore_draws_tsne_and_scores_kmeans_like_scikit_learn(trainer_stores, 
     summary = json.loads((out / "explore.json").read_text())
     store = open_store(trainer_stores.genres)
     ok = np.flatnonzero(store.status_for(("handcrafted",)) == OK)
-    valid = valid_segments(store.array("length")[:][ok], store.spec)
+    valid = valid_segments(store.array("length")[:][ok], store.spec.feature("handcrafted"))
     rows, segments = np.nonzero(valid)
     x = StandardScaler().fit_transform(store.array("handcrafted")[:][ok][rows, segments].astype(np.float64))
     assert summary["feature"] == "handcrafted" and summary["points"] == len(x) and summary["k"] == 4

@@ -8,6 +8,7 @@ import argparse
 from featurestore.environment import require
 from featurestore.errors import UserError
 
+HELP_ORDER = 30  # after the store's commands
 CHECKPOINTS = ("best.pt", "last.pt")
 
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+HELP_ORDER = 40  # last: the whole pipeline
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -125,16 +127,18 @@ def _manifest(config: DemoConfig, out: Path, corpus) -> tuple[Path, Path]:
 
 
 def _store(config: DemoConfig, out: Path, manifest_path: Path, audio_root: Path, workers: int, good: int):
-    from featurestore.build import build_store
+    from featurestore.builder import build
     from featurestore.errors import UserError
-    from featurestore.spec import preset
+    from featurestore.presets import preset
 
     base = preset("mtat-seed")
-    spec = base.replace(duration=config.seconds,
-                        crop_samples=min(base.crop_samples, int(config.seconds * base.sample_rate)))
-    _stage(3, f"feature store: float16 log-mel {spec.n_mels}x{spec.n_frames}, MFCC {spec.n_mfcc}x{spec.n_frames} "
+    crop = base.feature("waveform").settings.crop_samples
+    spec = base.replace(duration=config.seconds, crop_samples=min(crop, int(config.seconds * base.decoding.sample_rate)))
+    logmel, mfcc = (spec.feature(name).clip_shape() for name in ("logmel", "mfcc"))
+    _stage(3, f"feature store: float16 log-mel {logmel[0]}x{logmel[1]}, MFCC {mfcc[0]}x{mfcc[1]} "
               f"and a waveform crop per clip (preset mtat-seed, {config.seconds:g} s), {workers} Dask workers")
-    report = build_store(manifest_path, audio_root, out / "store.zarr", spec, workers=workers)
+    report = build(manifest_path, audio_root=audio_root, out=out / "store.zarr", spec=spec, workers=workers,
+                   progress=True)
     print(report.summary())
     if report.ok < good:  # only the files broken on purpose may fail: anything else is worth stopping for
         raise UserError(f"the build stored {report.ok} of the corpus's {good} good clips ({report.failed} failed, "
@@ -152,7 +156,8 @@ def _train(config: DemoConfig, out: Path) -> tuple[dict, Path]:
     from trainers.loop import train
 
     run = out / "run-cnn4"
-    crop = config.crop_frames if open_store(out / "store.zarr").spec.n_frames > config.crop_frames else None
+    frames = open_store(out / "store.zarr").spec.feature("logmel").clip_shape()[-1]
+    crop = config.crop_frames if frames > config.crop_frames else None
     windows = f"random {crop}-frame windows" if crop else "whole clips"
     _stage(4, f"training cnn4 on log-mel {windows} for {config.epochs} epochs, then testing the best checkpoint")
     metrics_path = run / "metrics.json"

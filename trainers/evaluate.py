@@ -16,7 +16,7 @@ import torch
 from featurestore.errors import UserError
 from trainers import checkpoint
 from trainers.config import TrainConfig, load_run
-from trainers.data import EvalDataset
+from trainers.datasets import StoreDataset
 from trainers.io import write_json
 from trainers.prepare import Data, folds, open_data, require, run_splits
 from trainers.report import write_report
@@ -28,9 +28,9 @@ def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: Tra
                    device: torch.device) -> Evaluation:
     """Metrics on the clips at `indices`, with the plain (unweighted) loss of their averaged
     predictions as `loss`; segment inputs are also scored segment by segment (`levels`)."""
-    loader = make_loader(EvalDataset(data.source(indices, config.input)), batch_size=config.batch_size,
+    loader = make_loader(StoreDataset.over(data.source(indices, config.input)), batch_size=config.batch_size,
                          workers=config.workers(), device=device)
-    segments = config.input.explode_segments
+    segments = config.input.explode_segments(data.spec)
     result = infer(model, pipeline, loader, data.task, device, AveragedLoss(data.task), amp=config.amp,
                    per_view=segments)
     evaluation = data.task.evaluate(result.y, result.prob)

@@ -45,11 +45,11 @@ class ExploreConfig:
 def _pick_feature(spec, wanted: str | None) -> str:
     if wanted is None:
         for name in ("handcrafted", "logmel", "mfcc"):
-            if name in spec.features:
+            if name in spec.arrays:
                 return name
-        wanted = spec.features[0]
-    if wanted not in spec.features:
-        raise UserError(f"the store has no {wanted} features (it holds {', '.join(spec.features)}): pick one of those")
+        wanted = spec.names[0]
+    if wanted not in spec.arrays:
+        raise UserError(f"the store has no {wanted} array (it holds {', '.join(spec.names)}): pick one of those")
     layout = spec.feature(wanted).layout
     if layout not in ("segments", "spectrogram"):
         raise UserError(f"explore draws segment or spectrogram features; {wanted} is a {layout} feature")
@@ -60,7 +60,8 @@ def feature_points(store, name: str, clips: np.ndarray) -> tuple[np.ndarray, np.
     """(points, clip position of each, segment of each or -1), read shard by shard."""
     from trainers.inputs import valid_segments
 
-    layout = store.spec.feature(name).layout
+    feature = store.spec.feature(name)
+    layout = feature.layout
     array = store.array(name)
     length = store.array("length")[:] if layout == "segments" else None
     points, owners, segments = [], [], []
@@ -68,7 +69,7 @@ def feature_points(store, name: str, clips: np.ndarray) -> tuple[np.ndarray, np.
         part = clips[start:start + store.shard_clips]
         block = np.asarray(array[int(part[0]):int(part[-1]) + 1], dtype=np.float64)[part - part[0]]
         if layout == "segments":
-            valid = valid_segments(length[part], store.spec)
+            valid = valid_segments(length[part], feature)
             rows, segs = np.nonzero(valid)
             points.append(block[rows, segs])
             owners.append(part[rows])

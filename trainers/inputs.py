@@ -15,24 +15,17 @@ import torch
 from torch import nn
 
 from featurestore.errors import UserError
-from featurestore.features.builtin import crop_starts
+from featurestore.features import Feature
 from featurestore.spec import FeatureSpec
 from trainers.augment import Augment, AugmentConfig
-
-# Input kinds beyond one feature each: a kind is a feature's name, or one of these pairs.
-PAIRS: dict[str, tuple[str, ...]] = {"waveform+mfcc": ("waveform", "mfcc")}
-
-
-def kinds() -> dict[str, tuple[str, ...]]:
-    """Input kind -> the store arrays it is made of: every feature kind, plug-ins included, and the pairs."""
-    from featurestore.features import available
-
-    return {**{name: (name,) for name in available()}, **PAIRS}
 
 
 @dataclass(frozen=True)
 class InputConfig:
     """How clips become model inputs.
+
+    `kind` names the store arrays the model reads: one array (`logmel`, `logmel128`, `mfcc`, a
+    plug-in's), or two joined by `+` (`waveform+mfcc`).
 
     `crop_frames` / `crop_samples`: train on random windows of that length (None: the whole
     clip / stored crop); evaluate on `eval_crops` evenly spaced windows (1: the centre one).
@@ -55,31 +48,31 @@ class InputConfig:
 
     @property
     def arrays(self) -> tuple[str, ...]:
-        known = kinds()
-        if self.kind not in known:
-            raise UserError(f"unknown input kind {self.kind!r}: choose from {', '.join(known)}")
-        return known[self.kind]
+        return tuple(self.kind.split("+"))
 
-    @property
-    def explode_segments(self) -> bool:
-        from featurestore.features import feature_class
+    def features(self, spec: FeatureSpec) -> tuple[Feature, ...]:
+        """The features of the input's arrays in `spec`."""
+        return tuple(spec.feature(name) for name in self.arrays)
 
-        return self.segments and len(self.arrays) == 1 and feature_class(self.kind).layout == "segments"
+    def explode_segments(self, spec: FeatureSpec) -> bool:
+        """Whether each segment of a clip is a training sample of its own."""
+        return self.segments and len(self.arrays) == 1 and spec.feature(self.kind).layout == "segments"
 
     def validate(self, spec: FeatureSpec, where: str) -> None:
-        missing = [a for a in self.arrays if a not in spec.features]
-        if missing:
+        missing = [a for a in self.arrays if a not in spec.arrays]
+        if missing or len(set(self.arrays)) != len(self.arrays):
             raise UserError(
-                f"{where} has no {', '.join(missing)} features (it holds {', '.join(spec.features)}): "
-                f"rebuild it with --features including {', '.join(missing)}, or pick a model for its features"
+                f"{where} has no {', '.join(missing) or self.kind} array to read (it holds {', '.join(spec.names)}): "
+                f"rebuild it with --features including {', '.join(missing) or self.kind}, or pick an --input or a "
+                "model for its arrays"
             )
         if self.eval_crops < 1:
             raise UserError("--eval-crops must be >= 1")
         if self.image_size is not None and not 16 <= self.image_size <= 2048:
             raise UserError("--image-size must lie in 16..2048 pixels")
         crops = {"spectrogram": ("--crop-frames", self.crop_frames), "waveform": ("--crop-samples", self.crop_samples)}
-        for name in self.arrays:
-            feature = spec.feature(name)
+        for feature in self.features(spec):
+            name = feature.name
             flag, crop = crops.get(feature.layout, ("", None))
             length = feature.clip_shape()[-1]
             if crop is not None and not 0 < crop <= length:
@@ -87,7 +80,7 @@ class InputConfig:
 
     def sample_shape(self, spec: FeatureSpec):
         """Per-sample model input shape (a pair of shapes for a pair of features)."""
-        picked = tuple(self._shape(spec.feature(name)) for name in self.arrays)
+        picked = tuple(self._shape(feature) for feature in self.features(spec))
         return picked if len(picked) > 1 else picked[0]
 
     def _shape(self, feature) -> tuple[int, ...]:
@@ -99,10 +92,11 @@ class InputConfig:
         return (length,) if self.segments else (rows * length,)
 
 
-def valid_segments(length: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """(clips, segments) bool: segments that start inside the decoded audio (at least the first)."""
-    n = np.clip(np.ceil(np.asarray(length) / spec.segment_samples), 1, spec.n_segments).astype(np.int64)
-    return np.arange(spec.n_segments)[None, :] < n[:, None]
+def valid_segments(length: np.ndarray, feature: Feature) -> np.ndarray:
+    """(clips, segments) bool: segments of a segments-layout feature (its `segment_samples` and
+    `n_segments`) that start inside the decoded audio (at least the first)."""
+    n = np.clip(np.ceil(np.asarray(length) / feature.segment_samples), 1, feature.n_segments).astype(np.int64)
+    return np.arange(feature.n_segments)[None, :] < n[:, None]
 
 
 def _window_positions(train: bool, batch: int, n_positions: int, views: int, device) -> torch.Tensor:
@@ -151,10 +145,11 @@ class InputPipeline(nn.Module):
     def __init__(self, spec: FeatureSpec, config: InputConfig, augment: AugmentConfig | None = None):
         super().__init__()
         self.spec, self.config = spec, config
+        self.explode = config.explode_segments(spec)
         self.augment = Augment(augment or AugmentConfig.off())
-        self.layouts = {name: spec.feature(name).layout for name in config.arrays}
-        for name in config.arrays:
-            feature = spec.feature(name)
+        self.features = {feature.name: feature for feature in config.features(spec)}
+        self.layouts = {name: feature.layout for name, feature in self.features.items()}
+        for name, feature in self.features.items():
             if feature.normalised:
                 self.register_buffer(f"{name}_mean", torch.zeros(feature.stats_size))
                 self.register_buffer(f"{name}_std", torch.ones(feature.stats_size))
@@ -180,16 +175,19 @@ class InputPipeline(nn.Module):
             return {}
         c, views = self.config, self.config.eval_crops
         wave = next(n for n, layout in self.layouts.items() if layout == "waveform")
-        spec = next(n for n, layout in self.layouts.items() if layout == "spectrogram")
-        x, frames = batch[wave], batch[spec].shape[-1]
+        spectro = next(n for n, layout in self.layouts.items() if layout == "spectrogram")
+        if not hasattr(self.features[spectro].settings, "hop") or not hasattr(self.features[wave], "starts"):
+            return {}  # a plug-in's arrays: no frame grid to align on
+        x, frames = batch[wave], batch[spectro].shape[-1]
         length = c.crop_samples or x.shape[-1]
         g = window_positions(x, length, train, views)
         per_crop = x.shape[-1] - length + 1
-        starts = torch.as_tensor(crop_starts(self.spec), device=x.device)
+        starts = torch.as_tensor(self.features[wave].starts(), device=x.device)
         first_sample = starts[g // per_crop] + g % per_crop
         room = frames - (c.crop_frames or frames)
-        first_frame = torch.div(first_sample + self.spec.hop // 2, self.spec.hop, rounding_mode="floor")
-        return {wave: g, spec: first_frame.clamp(0, room)}
+        hop = self.features[spectro].settings.hop
+        first_frame = torch.div(first_sample + hop // 2, hop, rounding_mode="floor")
+        return {wave: g, spectro: first_frame.clamp(0, room)}
 
     def _image(self, x: torch.Tensor) -> torch.Tensor:
         """(b, v, bands, frames) → (b, v, 3, S, S): each window resized, then scaled to [0, 1] by its extremes."""
@@ -235,7 +233,7 @@ class InputPipeline(nn.Module):
         parts = [p.expand(-1, views, *p.shape[2:]) if p.shape[1] == 1 else p for p in parts]
         flat = [p.reshape(-1, *p.shape[2:]) for p in parts]
         b = parts[0].shape[0]
-        if not train and self.config.explode_segments:  # a track's views are its decoded segments
+        if not train and self.explode:  # a track's views are its decoded segments
             weights = batch["valid"].float()
         else:
             weights = torch.ones(b, views, device=flat[0].device)

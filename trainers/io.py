@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from featurestore.files import atomic_path
+from featurestore.locations import atomic_path
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -26,10 +26,10 @@ from featurestore.errors import UserError
 from trainers import checkpoint
 from trainers.config import RESUMABLE_CHANGES, TrainConfig, load_run
 from trainers.crossval import cross_validate
-from trainers.data import EvalDataset, StreamingDataset
+from trainers.datasets import StoreDataset, StreamingStoreDataset, block_size, buffer_size
 from trainers.evaluate import evaluate_model, write_evaluation
 from trainers.io import atomic_path, write_json
-from trainers.models import check_input_kind, count_parameters
+from trainers.models import check_input, count_parameters
 from trainers.options import from_config
 from trainers.prepare import Data, open_data, require, run_splits
 from trainers.runtime import autocast, infer, make_loader, make_model, resolve_device, to_device
@@ -38,8 +38,6 @@ from trainers.transfer import init_from_runs
 
 HISTORY = "history.csv"
 OnEpoch = Callable[[int, float], None]
-TARGET_BLOCK_CLIPS = 128
-BUFFER_BYTES = 128 * 2**20
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -52,24 +50,6 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     if best is None or math.isnan(best):
         return True
     return value > best if mode == "max" else value < best
-
-
-def block_clips(data: Data, requested: int | None) -> int:
-    """Whole chunks, dividing the shard so no block straddles two shards, about 128 clips per read."""
-    if requested:
-        return requested
-    chunk, shard = data.chunk_clips, data.shard_clips
-    for k in range(max(1, TARGET_BLOCK_CLIPS // chunk), 0, -1):
-        if shard % (k * chunk) == 0:
-            return k * chunk
-    return chunk
-
-
-def buffer_clips(data: Data, config: TrainConfig, block: int) -> int:
-    if config.shuffle_buffer:
-        return config.shuffle_buffer
-    per_clip = sum(data.spec.feature(a).clip_bytes for a in config.input.arrays)
-    return int(np.clip(BUFFER_BYTES // per_clip, 2 * block, 4096))
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -105,10 +85,11 @@ class Fit:
                                                        patience=config.lr_patience)
             if config.scheduler == "plateau" else None
         )
-        block = block_clips(data, config.block_clips)
-        self.train_set = StreamingDataset(
-            data.source(train, config.input), block_clips=block, buffer_clips=buffer_clips(data, config, block),
-            seed=config.seed, explode_segments=config.input.explode_segments,
+        block = config.block_clips or block_size(data.chunk_clips, data.shard_clips)
+        self.train_set = StreamingStoreDataset.over(
+            data.source(train, config.input), block_clips=block, seed=config.seed,
+            buffer_clips=config.shuffle_buffer or buffer_size(data.spec, config.input, block),
+            explode_segments=config.input.explode_segments(data.spec),
         )
         self.valid = valid
         self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "best_valid": {}}
@@ -168,7 +149,7 @@ class Fit:
     def run(self) -> dict[str, Any]:
         c = self.config
         train_loader = make_loader(self.train_set, batch_size=c.batch_size, workers=c.workers(), device=self.device)
-        valid_loader = make_loader(EvalDataset(self.data.source(self.valid, c.input)), batch_size=c.batch_size,
+        valid_loader = make_loader(StoreDataset.over(self.data.source(self.valid, c.input)), batch_size=c.batch_size,
                                    workers=c.workers(), device=self.device)
         for epoch in range(self.state["epoch"] + 1, c.epochs + 1):
             if c.patience is not None and self.state["bad_epochs"] >= c.patience:
@@ -263,13 +244,13 @@ def train(config: TrainConfig, progress: bool | None = None, on_epoch: OnEpoch |
 
     `on_epoch(step, value)` sees the monitored value after every epoch (steps count on over folds);
     `featurestore tune` prunes trials from it."""
-    check_input_kind(config.model, config.input.kind)
     _prepare_out(config)
     try:
         data = run_splits(open_data(config.store, config.input, task=config.task,
                                     allow_partial=config.allow_partial, full_check=config.verify_store), config)
     except UserError as exc:
         raise _recipe_hint(exc, config) from None
+    check_input(config.model, config.input.features(data.spec))
     monitor = config.monitor or DEFAULT_MONITOR[data.task.name]
     if monitor not in MONITORS:
         raise UserError(f"--monitor must be one of {', '.join(MONITORS)}")

@@ -2,7 +2,7 @@
 
 The run's config holds the store's exact feature spec and its best checkpoint holds the
 normalisation statistics, so a file goes through the very decode and feature code the store
-was built with (`featurestore.audio.decode`, `featurestore.extract.FeatureExtractor`), is cast to
+was built with (`featurestore.audio.decoder`, `featurestore.features.extract.FeatureExtractor`), is cast to
 the store's dtypes, and meets the same evaluation views as the test split did.
 """
 
@@ -51,7 +51,7 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
     `items` name (`audio_inputs`), in order, one at a time. A file that cannot be used gets its
     reason in `error` (and no probabilities); the files after it are still labelled."""
     from featurestore.audio import AudioError, decode
-    from featurestore.extract import FeatureExtractor
+    from featurestore.features.extract import FeatureExtractor
 
     saved = load_run(run)
     config, resolved = saved["train"], saved["resolved"]
@@ -65,12 +65,13 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
     model.load_state_dict(state["model"])
     pipeline.load_state_dict(state["inputs"])
     model.eval()
-    extractor = FeatureExtractor(spec.replace(features=config.input.arrays))
+    extractor = FeatureExtractor(spec, config.input.arrays)
+    segments = next((f for f in config.input.features(spec) if f.layout == "segments"), None)
 
     for f, error in audio_inputs(items):
         if error is None:
             try:
-                decoded = decode(f, spec)
+                decoded = decode(f, spec.decoding)
                 features = extractor(decoded.samples)
             except AudioError as exc:
                 error = exc.reason
@@ -80,8 +81,8 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
         stored = {name: features[name].astype(spec.feature(name).dtype)
                   for name in config.input.arrays}  # what the store holds for this clip
         batch = {name: torch.from_numpy(values)[None] for name, values in stored.items()}
-        if any(spec.feature(name).layout == "segments" for name in stored):
-            batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), spec))
+        if segments is not None:
+            batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), segments))
         with torch.no_grad():
             x, weights = pipeline(batch, train=False)
             prob = average_views(task.probabilities(model(x)), weights)[0].numpy()

@@ -9,17 +9,50 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
-from featurestore.store import OK, PENDING, normalised, open_store, shard_name, verify
-from trainers.data import Source, label_matrix, split_indices
+from featurestore.store import OK, PENDING, Store, open_store
+from featurestore.store.inspect import verify
+from featurestore.store.layout import normalised, shard_name
 from trainers.inputs import InputConfig
 from trainers.tasks import Task, infer_task
 
 SPLITS = ("train", "valid", "test")
+
+
+def label_matrix(labels_column, vocabulary: list[str]) -> np.ndarray:
+    """Multi-hot (clips, classes) float32 targets from the manifest's `labels` lists."""
+    position = {label: i for i, label in enumerate(vocabulary)}
+    y = np.zeros((len(labels_column), len(vocabulary)), dtype=np.float32)
+    for row, labels in enumerate(labels_column):
+        for label in labels:
+            y[row, position[label]] = 1.0
+    return y
+
+
+def split_indices(manifest, usable: np.ndarray, splits: tuple[str, ...]) -> np.ndarray:
+    """Store positions of the `usable` clips in `splits`, in store order."""
+    return np.flatnonzero(manifest["split"].isin(splits).to_numpy() & usable)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to read: a store, the arrays, the clips (sorted store positions) and every clip's targets."""
+
+    url: str
+    arrays: tuple[str, ...]
+    indices: np.ndarray
+    targets: np.ndarray  # (all clips in the store, classes)
+    spec: FeatureSpec
+
+    @property
+    def segments(self) -> Any:
+        """The segments-layout feature among the arrays (its rows past the decoded audio are marked), or None."""
+        return next((f for f in map(self.spec.feature, self.arrays) if f.layout == "segments"), None)
 
 
 @dataclass
@@ -39,6 +72,7 @@ class Data:
 
     inputs: InputConfig | None = None
     stats_clips: np.ndarray | None = None  # the clips `stats` were computed over
+    store: Store | None = None  # as opened, once
 
     def source(self, indices: np.ndarray, inputs: InputConfig) -> Source:
         return Source(self.url, inputs.arrays, np.sort(indices), self.targets, self.spec)
@@ -48,14 +82,14 @@ class Data:
         train split, else (a fold, a re-split) the same sums over those clips' stored features."""
         if np.array_equal(np.sort(train), self.stats_clips):
             return self.stats
-        return _sums_over(open_store(self.url), self.inputs, np.sort(train))
+        return _sums_over(self.store, self.inputs, np.sort(train))
 
     def arrays_hash(self, arrays: tuple[str, ...]) -> str:
         """The identity of these arrays' stored values (equal in stores built with the same settings)."""
-        return open_store(self.url).inputs_hash(arrays)
+        return self.store.inputs_hash(arrays)
 
 
-def check_complete(store, arrays: tuple[str, ...], allow_partial: bool, full_check: bool = False) -> None:
+def check_complete(store: Store, arrays: tuple[str, ...], allow_partial: bool, full_check: bool = False) -> None:
     """The input arrays must be committed everywhere (a build may be adding other arrays), their
     shard files as the commit records describe them (cheap: a listing per array), or, with
     `full_check`, every shard re-hashed as `featurestore verify` does. Never train on the zeros
@@ -85,6 +119,7 @@ def check_complete(store, arrays: tuple[str, ...], allow_partial: bool, full_che
 
 def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_partial: bool = False,
               expect_hash: str | None = None, full_check: bool = False) -> Data:
+    """Everything a run decides from a store before reading a feature, checked (see the module doc)."""
     store = open_store(url)
     spec = store.spec
     inputs.validate(spec, f"store {url}")
@@ -117,7 +152,7 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
         targets=label_matrix(manifest["labels"], list(labels)), splits=splits,
         groups=manifest["group"].astype(str).to_numpy(), chunk_clips=store.chunk_clips,
         shard_clips=store.shard_clips, stats=stats, notes=notes, inputs=inputs,
-        stats_clips=splits["train"],
+        stats_clips=splits["train"], store=store,
     )
 
 
@@ -151,8 +186,8 @@ def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> d
 
 
 def _sums_over(store, inputs: InputConfig, train: np.ndarray) -> dict:
-    """The build's statistics (float64 sums, `featurestore.stats`) over the clips at `train` (sorted)."""
-    from featurestore.stats import combine, partial_sums
+    """The build's statistics (float64 sums, `featurestore.maths.statistics`) over the clips at `train` (sorted)."""
+    from featurestore.maths.statistics import combine, partial_sums
 
     wanted = {a: axis for a, axis in normalised(store.spec).items() if a in inputs.arrays}
     partials = []

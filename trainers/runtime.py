@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from featurestore.errors import UserError
 from featurestore.spec import FeatureSpec
 from trainers.augment import AugmentConfig
-from trainers.data import EvalDataset, StreamingDataset
+from trainers.datasets import StoreDataset, StreamingStoreDataset
 from trainers.inputs import InputConfig, InputPipeline, average_views
 from trainers.models import build_model
 from trainers.tasks import AveragedLoss, Task
@@ -47,15 +47,28 @@ def _as_made(batch):
     return batch  # the datasets collate their own batches
 
 
+class _RawBatches(torch.utils.data.Dataset):
+    """A StoreDataset indexed by a list of items (a BatchSampler's batch): one raw batch."""
+
+    def __init__(self, dataset: StoreDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, items: list[int]) -> dict:
+        return self.dataset.raw_batch(items)
+
+
 class Loader:
-    """Batches from a StreamingDataset or EvalDataset through a DataLoader, as dicts of tensors.
+    """Raw batches of a StreamingStoreDataset or StoreDataset through a DataLoader, as dicts of tensors.
 
     The datasets make whole batches in the worker processes (one message per batch); the small
     NumPy parts become tensors here, without a copy. Workers persist from one iteration (epoch)
     to the next, so a loader made once per run pays the process start-up once.
     """
 
-    def __init__(self, dataset: StreamingDataset | EvalDataset, *, batch_size: int, workers: int,
+    def __init__(self, dataset: StreamingStoreDataset | StoreDataset, *, batch_size: int, workers: int,
                  device: torch.device):
         common = {"batch_size": None, "num_workers": workers, "pin_memory": device.type == "cuda",
                   "worker_init_fn": _worker_init if workers else None, "collate_fn": _as_made,
@@ -63,18 +76,18 @@ class Loader:
                   # its own generator: starting or resetting workers must not draw from torch's global
                   # one, which crops, augmentation and dropout use (a resumed run would diverge)
                   "generator": torch.Generator().manual_seed(0)}
-        if isinstance(dataset, StreamingDataset):
-            self.loader = DataLoader(dataset.batched(batch_size), **common)
+        if isinstance(dataset, StreamingStoreDataset):
+            self.loader = DataLoader(dataset.batches(batch_size), **common)
         else:
-            self.loader = DataLoader(dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, False),
-                                     **common)
+            self.loader = DataLoader(_RawBatches(dataset), sampler=BatchSampler(SequentialSampler(dataset), batch_size,
+                                                                                False), **common)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in self.loader:
             yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
 
-def make_loader(dataset: StreamingDataset | EvalDataset, *, batch_size: int, workers: int,
+def make_loader(dataset: StreamingStoreDataset | StoreDataset, *, batch_size: int, workers: int,
                 device: torch.device) -> Loader:
     return Loader(dataset, batch_size=batch_size, workers=workers, device=device)
 
@@ -85,7 +98,8 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 def make_model(model: str, spec: FeatureSpec, inputs: InputConfig, n_classes: int,
                augment: AugmentConfig | None = None) -> tuple[torch.nn.Module, InputPipeline]:
-    return build_model(model, inputs.kind, inputs.sample_shape(spec), n_classes), InputPipeline(spec, inputs, augment)
+    return (build_model(model, inputs.features(spec), inputs.sample_shape(spec), n_classes),
+            InputPipeline(spec, inputs, augment))
 
 
 class Inference(NamedTuple):

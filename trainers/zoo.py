@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurestore.spec import preset
+from featurestore.presets import preset
 from trainers.inputs import InputConfig
 from trainers.models import MODELS, build_model, count_parameters
 
@@ -25,13 +25,14 @@ def model_table(store: str | None = None, classes: int = 50) -> str:
     for info in MODELS.values():
         kind = info.natural_input
         spec = specs["handcrafted" if kind == "handcrafted" else "spectral"]
-        missing = [a for a in InputConfig(kind).arrays if a not in spec.features]
+        missing = [a for a in InputConfig(kind).arrays if a not in spec.arrays]
         if missing:
             shape, params = f"store lacks {','.join(missing)}", "-"
         else:
             sample = InputConfig(kind).sample_shape(spec)
             shape = str(sample).replace(" ", "")
-            params = f"{count_parameters(build_model(info.name, kind, sample, classes)):,}"
+            features = InputConfig(kind).features(spec)
+            params = f"{count_parameters(build_model(info.name, features, sample, classes)):,}"
         others = ",".join([*info.inputs[1:], *(f"any {layout} feature" for layout in info.layouts)]) or "-"
         rows.append((info.name, kind, shape, others, params, info.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

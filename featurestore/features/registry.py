@@ -1,7 +1,7 @@
 """Feature kinds by name: the built-ins, those other packages declare, those registered at run time.
 
 A package adds a kind by declaring an entry point in the group `featurestore.features` whose
-name is the feature's name and whose object is its `Feature` subclass, e.g. in pyproject.toml:
+name is the kind and whose object is its `Feature` subclass, e.g. in pyproject.toml:
 
     [project.entry-points."featurestore.features"]
     chroma = "my_package.chroma:Chroma"
@@ -12,6 +12,7 @@ so nothing in this package needs editing. `register(cls)` adds a class in this p
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 from functools import cache
 
@@ -26,7 +27,7 @@ _registered: dict[str, type[Feature]] = {}
 def _installed() -> dict[str, type[Feature]]:
     from featurestore.features import builtin
 
-    found = {cls.name: cls for cls in builtin.BUILTIN}
+    found = {cls.kind: cls for cls in builtin.BUILTIN}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in found:
             continue  # a built-in name cannot be taken over
@@ -35,28 +36,37 @@ def _installed() -> dict[str, type[Feature]]:
         except Exception as exc:  # noqa: BLE001 - a broken plug-in is named, not a traceback
             raise UserError(f"feature plug-in {entry.name!r} ({entry.value}) cannot be loaded: "
                             f"{type(exc).__name__}: {exc}") from None
-        _validate(cls, entry.name, entry.value)
+        validate(cls, entry.name, entry.value)
         found[entry.name] = cls
     return found
 
 
-def _validate(cls: object, name: str, where: str) -> None:
+def validate(cls: object, kind: str, where: str) -> None:
+    """Refuse, in one line, a class that cannot serve as feature kind `kind`."""
+    def bad(why: str) -> UserError:
+        return UserError(f"feature plug-in {kind!r} ({where}): {why}")
+
     if not (isinstance(cls, type) and issubclass(cls, Feature)):
-        raise UserError(f"feature plug-in {name!r} ({where}) is not a featurestore.features.Feature subclass")
-    if getattr(cls, "name", None) != name:
-        raise UserError(f"feature plug-in {name!r} ({where}) names itself {getattr(cls, 'name', None)!r}")
+        raise bad("not a featurestore.features.Feature subclass")
+    if getattr(cls, "kind", None) != kind:
+        raise bad(f"names itself {getattr(cls, 'kind', None)!r}")
     if cls.layout not in LAYOUTS or cls.dtype not in ("float16", "float32"):
-        raise UserError(f"feature plug-in {name!r} ({where}): layout must be one of {', '.join(LAYOUTS)} "
-                        "and dtype float16 or float32")
+        raise bad(f"layout must be one of {', '.join(LAYOUTS)} and dtype float16 or float32")
     if cls.stats_dim is not None and cls.stats_dim not in cls.dims:
-        raise UserError(f"feature plug-in {name!r} ({where}): stats_dim {cls.stats_dim!r} is not one of its dims")
+        raise bad(f"stats_dim {cls.stats_dim!r} is not one of its dims")
+    settings = cls.Settings
+    if not (dataclasses.is_dataclass(settings) and settings.__dataclass_params__.frozen):
+        raise bad("its Settings must be a frozen dataclass")
+    taken = [f.name for f in dataclasses.fields(settings) if f.name == "kind"]
+    if taken:
+        raise bad("a setting cannot be called 'kind' (the spec names an array's kind with it)")
 
 
 def register(cls: type[Feature]) -> type[Feature]:
     """Add a feature kind in this process (a decorator). Dask workers and loader workers in other
     processes find it only if they import the module that registers it: prefer an entry point."""
-    _validate(cls, getattr(cls, "name", ""), cls.__module__)
-    _registered[cls.name] = cls
+    validate(cls, getattr(cls, "kind", ""), cls.__module__)
+    _registered[cls.kind] = cls
     return cls
 
 
@@ -69,8 +79,9 @@ def available() -> dict[str, type[Feature]]:
     return {**_installed(), **_registered}
 
 
-def feature_class(name: str) -> type[Feature]:
+def feature_class(kind: str) -> type[Feature]:
     kinds = available()
-    if name not in kinds:
-        raise UserError(f"unknown feature {name!r}: choose from {', '.join(kinds)}")
-    return kinds[name]
+    if kind not in kinds:
+        raise UserError(f"unknown feature kind {kind!r}: choose from {', '.join(kinds)} (a plug-in's kind needs its "
+                        "package installed where this runs)")
+    return kinds[kind]

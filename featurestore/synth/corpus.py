@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from featurestore.errors import UserError
-from featurestore.files import TEMPORARY_GLOB, atomic_path
+from featurestore.locations import TEMPORARY_GLOB, atomic_path
 from featurestore.synth.render import STYLES, render_clip
 
 # Bump whenever the generator's output changes, so corpora written by older code are redone.

@@ -1,13 +1,14 @@
 """The model zoo: one registry entry per published setup, each with the input kinds it reads.
 
-`build_model` checks the input kind before building and installs a forward pre-hook that checks
-every batch's shape, so a model fed the wrong feature fails with one clear `UserError` instead
-of a shape error deep inside a conv layer.
+`build_model` checks the input's features (their kinds, or their layout for the models that read
+any feature of a layout, plug-ins included) before building, and installs a forward pre-hook that
+checks every batch's shape, so a model fed the wrong feature fails with one clear `UserError`
+instead of a shape error deep inside a conv layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from featurestore.errors import UserError
+from featurestore.features import Feature
 from trainers.models.c2f import C2fNet
 from trainers.models.cnn1d_features import CNN1DFeatures
 from trainers.models.cnn3 import CNN3
@@ -31,19 +33,16 @@ Shape = tuple[int, ...] | tuple[tuple[int, ...], ...]
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    inputs: tuple[str, ...]  # input kinds it was published with; the first is its natural one
+    inputs: tuple[str, ...]  # feature kinds it was published with ("+" joins a pair); the first is its natural one
     source: str
     factory: Callable[[Any, int], nn.Module]
-    layouts: tuple[str, ...] = ()  # it also reads any feature of these layouts (plug-ins included)
+    layouts: tuple[str, ...] = ()  # it also reads any single feature of these layouts (plug-ins included)
 
-    def accepts(self, kind: str) -> bool:
-        from trainers.inputs import PAIRS
-
-        if kind in self.inputs:
+    def accepts(self, features: Sequence[Feature]) -> bool:
+        """Whether it reads an input made of these features (arrays of any name)."""
+        if "+".join(f.kind for f in features) in self.inputs:
             return True
-        from featurestore.features import available
-
-        return kind not in PAIRS and kind in available() and available()[kind].layout in self.layouts
+        return len(features) == 1 and features[0].layout in self.layouts
 
     @property
     def natural_input(self) -> str:
@@ -78,22 +77,25 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
-def check_input_kind(name: str, kind: str) -> None:
+def check_input(name: str, features: Sequence[Feature]) -> None:
+    """Refuse, in one line, a model that does not read an input made of `features`."""
     info = model_info(name)
-    if not info.accepts(kind):
+    if not info.accepts(features):
         also = f" (or any {' or '.join(info.layouts)} feature)" if info.layouts else ""
+        kinds = "+".join(f.kind for f in features)
+        arrays = "+".join(f.name for f in features)
         raise UserError(
-            f"model {name} reads {' or '.join(info.inputs)}{also} input, not {kind}: "
-            f"choose --input {info.natural_input} or a model for {kind} input "
-            f"({', '.join(m.name for m in MODELS.values() if m.accepts(kind)) or 'none'})"
+            f"model {name} reads {' or '.join(info.inputs)}{also} input, not {arrays} ({kinds}): "
+            f"choose --input {info.natural_input} or a model for {kinds} input "
+            f"({', '.join(m.name for m in MODELS.values() if m.accepts(features)) or 'none'})"
         )
 
 
-def build_model(name: str, kind: str, shape: Shape, n_classes: int) -> nn.Module:
-    """Model `name` for per-sample inputs of `shape` (a pair of shapes for `waveform+mfcc`)."""
-    check_input_kind(name, kind)
+def build_model(name: str, features: Sequence[Feature], shape: Shape, n_classes: int) -> nn.Module:
+    """Model `name` for per-sample inputs of `shape` (a pair of shapes for a pair of features)."""
+    check_input(name, features)
     model = model_info(name).factory(shape, n_classes)
-    model.register_forward_pre_hook(_shape_check(name, kind, shape))
+    model.register_forward_pre_hook(_shape_check(name, "+".join(f.name for f in features), len(features) > 1, shape))
     return model
 
 
@@ -101,10 +103,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _shape_check(name: str, kind: str, shape: Shape) -> Callable:
-    from trainers.inputs import PAIRS
-
-    pair = kind in PAIRS
+def _shape_check(name: str, kind: str, pair: bool, shape: Shape) -> Callable:
     expected = tuple(tuple(s) for s in shape) if pair else (tuple(shape),)
 
     def hook(module: nn.Module, args: tuple) -> None:

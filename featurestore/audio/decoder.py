@@ -1,18 +1,18 @@
-"""Decode one clip into the spec's mono, fixed-length float32 signal.
+"""Decode one clip into the decoding settings' mono, fixed-length float32 signal.
 
 libsndfile (through soundfile) decodes WAV, FLAC, OGG Vorbis/Opus and MP3; soxr resamples at
-high quality. Only the span the spec needs is decoded: the clip starts `spec.offset` seconds in
-and lasts `spec.duration` seconds, plus a few milliseconds either side so that the resampler's
+high quality. Only the span the settings need is decoded: the clip starts `offset` seconds in
+and lasts `duration` seconds, plus a few milliseconds either side so that the resampler's
 edges see real neighbours and a clip decoded from an offset equals the whole file resampled and
 then cut. A ten-minute file costs what its first second costs.
 
 Anything that makes a clip unusable raises `AudioError` with a one-line reason that the store
 records beside the clip; a build never stops for a bad file. Legitimate audio is kept however odd:
 silence, a DC offset, a full-scale square wave, 8-, 16-, 24-bit and float samples, up to
-`spec.max_channels` channels (averaged to mono), any sample rate from `MIN_INPUT_RATE` to
-`spec.max_input_rate` (resampled). Unusable:
+`max_channels` channels (averaged to mono), any sample rate from `MIN_INPUT_RATE` to
+`max_input_rate` (resampled). Unusable:
 
-- files with more channels or a higher rate than the spec allows: refused from the header alone,
+- files with more channels or a higher rate than the settings allow: refused from the header alone,
   before a sample is read, so that decode memory stays bounded (channels x rate x seconds);
 
 - files that are not there or cannot be read (missing, a directory, a named pipe, a symlink loop
@@ -21,9 +21,9 @@ silence, a DC offset, a full-scale square wave, 8-, 16-, 24-bit and float sample
 - non-finite samples (NaN or infinity, which only float files can hold) in the decoded span, and
   samples beyond `MAX_PEAK` (60 dB over full scale): broken float data, whose spectra would
   overflow. A float file that peaks a little over 1.0 is audio;
-- too little audio: after the offset, fewer samples than one analysis window (`spec.n_fft`, or
-  the whole clip if that is shorter): no spectrogram frame would see a full window of the file,
-  so the clip's features would describe its zero padding rather than its content.
+- too little audio: after the offset, fewer samples than `min_samples` (by default one 2048-sample
+  analysis window, or the whole clip if that is shorter): no spectrogram frame would see a full
+  window of the file, so the clip's features would describe its zero padding, not its content.
 
 What counts as truncated: libsndfile raising mid-read (FLAC "lost sync", ...), decoding fewer
 frames than the header promises, or a WAV whose data chunk claims more bytes than the file holds
@@ -57,7 +57,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from featurestore.spec import FeatureSpec
+from featurestore.errors import AudioError
+from featurestore.audio.settings import Decoding
 from featurestore.stages import lap
 from manifests.paths import stays_inside
 
@@ -79,20 +80,9 @@ _SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
                   (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
-class AudioError(Exception):
-    """Why a clip cannot be used, in one line; the store records it as the clip's error."""
-
-    def __init__(self, reason: str):
-        super().__init__(" ".join(str(reason).split()))
-
-    @property
-    def reason(self) -> str:
-        return self.args[0]
-
-
 @dataclass(frozen=True, eq=False)
 class Decoded:
-    """`samples`: float32 mono at the spec's rate, exactly `spec.n_samples` long.
+    """`samples`: float32 mono at the decoding's rate, exactly `n_samples` long.
     `length`: how many of them are decoded audio rather than zero padding."""
 
     samples: np.ndarray
@@ -124,7 +114,7 @@ def resolve(root: str | os.PathLike[str], path: str) -> str:
     return real
 
 
-def decode(source: Source, spec: FeatureSpec) -> Decoded:
+def decode(source: Source, decoding: Decoding) -> Decoded:
     """Decode, mix to mono, resample and cut/pad one clip; raise `AudioError` if it is unusable."""
     with contextlib.ExitStack() as stack:
         target = _open(source, stack)
@@ -144,7 +134,7 @@ def decode(source: Source, spec: FeatureSpec) -> Decoded:
             raise AudioError(f"not audio: {e}") from None
         lap("open and peek")
         try:
-            return _decode_open(sound, spec, header_frames)
+            return _decode_open(sound, decoding, header_frames)
         except sf.LibsndfileError as e:
             raise AudioError(f"truncated or corrupt: {e.error_string.rstrip('.')}") from None
         except RuntimeError as e:
@@ -153,7 +143,7 @@ def decode(source: Source, spec: FeatureSpec) -> Decoded:
 
 def _sound_file(target: str | IO[bytes]) -> sf.SoundFile:
     """libsndfile on `target`. A local MP3 of at most IN_MEMORY_BYTES is read whole and decoded
-    from memory (`featurestore.inmemory`: the same samples without a system call per MP3 frame;
+    from memory (`featurestore.audio.memory`: the same samples without a system call per MP3 frame;
     29-s MTAT clip, one thread: 5.9 -> 4.85 ms). WAV, FLAC and Ogg files are read in large blocks
     and decode no faster from memory (a 30-s WAV: 1.7 ms by path, 2.3 from memory), so they are
     opened by path, as is an MP3 that libsndfile cannot open from memory: every failure reads
@@ -168,13 +158,13 @@ def _sound_file(target: str | IO[bytes]) -> sf.SoundFile:
 
 
 @functools.cache
-def _in_memory():  # -> the featurestore.inmemory module
+def _in_memory():  # -> the featurestore.audio.memory module
     """Imported once per process, under the compile lock: it compiles numba callbacks (or loads them)."""
     from featurestore.environment import compiling
 
     with compiling():
-        from featurestore import inmemory
-    return inmemory
+        from featurestore.audio import memory
+    return memory
 
 
 def _open(source: Source, stack: contextlib.ExitStack) -> str | IO[bytes]:
@@ -301,7 +291,7 @@ def _ms(samples: int, rate: int) -> str:
     return f"{samples / rate * 1000:.3g} ms"
 
 
-def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | None) -> Decoded:
+def _decode_open(sound: sf.SoundFile, spec: Decoding, header_frames: int | None) -> Decoded:
     rate, frames = sound.samplerate, sound.frames
     if sound.channels < 1:
         raise AudioError("no audio channels")
@@ -368,7 +358,7 @@ def _decode_open(sound: sf.SoundFile, spec: FeatureSpec, header_frames: int | No
         samples = np.zeros(n, dtype=np.float32)
         samples[:length] = mono[:length]
     lap("mix and resample")
-    window = min(spec.n_fft, n)
+    window = min(spec.min_samples, n)
     if length < window:
         if length == 0 and out_start > 0:
             raise AudioError(f"offset {spec.offset:g} s is past the end of the decodable audio")

@@ -1,7 +1,8 @@
 """Where a build's time went, per clip: its tasks' stages and the gaps around them.
 
 The build measures itself (`featurestore.stages`): each task the seconds of every stage of its
-shard, when it began and ended and on which worker; the driver its own phases. Over W worker
+shard, when it began and ended and on which worker; the driver its own phases. `Profiler` hears
+both from the build's events. Over W worker
 processes a build of wall time T has T x W seconds of worker time: the tasks' stages, time before
 a worker's first task, between its tasks and after its last one, and the driver's phases outside
 the tasks, while every worker waits. `BuildProfile.per_clip` lays that out in milliseconds per
@@ -11,9 +12,12 @@ clock.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from featurestore.builder.events import Committed, Event, Events, PhaseFinished
 
 # Task stages in pipeline order, with what each covers (the names the build laps under).
 STAGES = {
@@ -39,7 +43,7 @@ STAGES = {
     "open store": "zarr group open; stored rows of a growing shard",
     "worker set-up": "extractor built (first task of a worker only)",
 }
-RESIDUALS = ("task code outside the laps", "build_store outside its phases")  # not measured: the rest
+RESIDUALS = ("task code outside the laps", "the build outside its phases")  # not measured: the rest
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,36 @@ class BuildProfile:
         lines += [f"  {r.ms:9.3f}  {r.ms / total:6.1%}  {r.group:6s} {r.name}" for r in
                   sorted(rows, key=lambda r: -r.ms) if r.ms >= 0.0005]
         return "\n".join(lines)
+
+
+class Profiler:
+    """A listener collecting the driver's phases and each committed task's timing."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self.tasks: list[dict[str, Any]] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, PhaseFinished):
+            self.phases[event.name] = self.phases.get(event.name, 0.0) + event.seconds
+        elif isinstance(event, Committed):
+            r = event.result
+            self.tasks.append({"shard": r.shard, "worker": r.worker, "began": r.began, "ended": r.ended,
+                               "decoded": r.decoded, "stages": r.stages,
+                               "clips": event.record.stop - event.record.start})
+
+    def profile(self, workers: int, submitted: float, collected: float) -> BuildProfile:
+        return BuildProfile(dict(self.phases), workers, submitted, collected, tuple(self.tasks))
+
+
+class PhaseClock:
+    """The driver's stopwatch: `lap(name)` ends phase `name` and tells the build's listeners."""
+
+    def __init__(self, events: Events):
+        self.events = events
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.events.emit(PhaseFinished(name, now - self.last))
+        self.last = now

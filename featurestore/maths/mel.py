@@ -1,7 +1,7 @@
-"""Log-mel and MFCC as small torch modules that agree with librosa.
+"""Log-mel and MFCC as small torch modules over plain numbers, agreeing with librosa.
 
-The store, the trainers' `predict` and GPU augmentation all call these, so the maths exists
-once and runs on any device: windows, filterbanks and the DCT are buffers, and `forward` is
+The store's feature kinds and the trainers' `predict` call these, so the maths exists once and
+runs on any device: windows, filterbanks and the DCT are buffers, and `forward` is
 pure tensor code. The conventions are librosa's (periodic Hann window, centred frames padded
 with zeros, Slaney mel scale and Slaney-normalised filters, power 2, `10·log10(max(S, 1e-10))`
 with reference 1 and no top-dB clipping), so stored features match the reference library.
@@ -9,11 +9,12 @@ with reference 1 and no top-dB clipping), so stored features match the reference
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torchaudio
 from torch import Tensor, nn
 
-from featurestore.spec import FeatureSpec
 from featurestore.stages import lap
 
 AMIN = 1e-10  # librosa.power_to_db's floor: silence maps to -100 dB
@@ -31,22 +32,23 @@ class LogMel(nn.Module):
     0.18 ms at mtat-seed, 4.0 → 0.8 ms at gtzan). Both are plain tensor ops on any device.
     """
 
-    def __init__(self, spec: FeatureSpec):
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, f_min: float = 0.0,
+                 f_max: float | None = None):
         super().__init__()
         self.stft = torchaudio.transforms.Spectrogram(
-            n_fft=spec.n_fft,
-            hop_length=spec.hop,
+            n_fft=n_fft,
+            hop_length=hop,
             window_fn=torch.hann_window,  # periodic, as scipy.signal.get_window("hann", n, fftbins=True)
             power=None,
             center=True,
             pad_mode="constant",
         )
         self.mel = torchaudio.transforms.MelScale(
-            n_mels=spec.n_mels,
-            sample_rate=spec.sample_rate,
-            f_min=spec.f_min,
-            f_max=spec.f_max,
-            n_stft=spec.n_fft // 2 + 1,
+            n_mels=n_mels,
+            sample_rate=sample_rate,
+            f_min=f_min,
+            f_max=f_max,
+            n_stft=n_fft // 2 + 1,
             norm="slaney",
             mel_scale="slaney",
         )
@@ -84,20 +86,31 @@ def _filter_blocks(fb: Tensor, size: int) -> tuple[tuple[int, int, int, int], ..
     return tuple(blocks)
 
 
+@cache
+def dct_matrix(n_mfcc: int, n_mels: int) -> Tensor:
+    """(n_mels, n_mfcc): the same matrix as scipy.fft.dct(type=2, norm="ortho"), first n_mfcc rows."""
+    return torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
+
+
+def mfcc_from_logmel(dct: Tensor, logmel: Tensor) -> Tensor:
+    """(..., n_mels, frames) log-mel → (..., n_mfcc, frames) with a `dct_matrix`."""
+    return torch.matmul(dct.T, logmel)
+
+
 class MFCC(nn.Module):
     """(..., time) waveform → (..., n_mfcc, frames): orthonormal DCT-II of the log-mel.
 
     `from_logmel` reuses a log-mel already computed, so a clip's STFT runs once for both.
     """
 
-    def __init__(self, spec: FeatureSpec):
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, n_mfcc: int, f_min: float = 0.0,
+                 f_max: float | None = None):
         super().__init__()
-        self.logmel = LogMel(spec)
-        # (n_mels, n_mfcc): the same matrix as scipy.fft.dct(type=2, norm="ortho"), first n_mfcc rows.
-        self.register_buffer("dct", torchaudio.functional.create_dct(spec.n_mfcc, spec.n_mels, norm="ortho"))
+        self.logmel = LogMel(sample_rate, n_fft, hop, n_mels, f_min, f_max)
+        self.register_buffer("dct", dct_matrix(n_mfcc, n_mels).clone())
 
     def from_logmel(self, logmel: Tensor) -> Tensor:
-        return torch.matmul(self.dct.T, logmel)
+        return mfcc_from_logmel(self.dct, logmel)
 
     def forward(self, waveform: Tensor) -> Tensor:
         return self.from_logmel(self.logmel(waveform))

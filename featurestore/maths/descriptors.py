@@ -22,8 +22,6 @@ import librosa
 import numpy as np
 import scipy.ndimage
 
-from featurestore.spec import FeatureSpec
-
 N_FFT = 2048
 HOP = 512
 N_MFCC = 20
@@ -49,15 +47,20 @@ DESCRIPTOR_NAMES: tuple[str, ...] = (
 )
 
 
-def segments(samples: np.ndarray, spec: FeatureSpec) -> list[np.ndarray]:
-    """`spec.n_segments` consecutive, non-overlapping segments (the whole clip if it is shorter)."""
-    size = spec.segment_samples if spec.n_samples >= spec.segment_samples else spec.n_samples
-    return [samples[i * size : (i + 1) * size] for i in range(spec.n_segments)]
+def n_segments(n_samples: int, segment_samples: int) -> int:
+    """Whole segments in a clip (at least one: a clip shorter than a segment is one segment)."""
+    return max(1, n_samples // segment_samples)
 
 
-def describe(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def segments(samples: np.ndarray, segment_samples: int) -> list[np.ndarray]:
+    """`n_segments` consecutive, non-overlapping segments (the whole clip if it is shorter)."""
+    size = min(segment_samples, len(samples))
+    return [samples[i * size : (i + 1) * size] for i in range(n_segments(len(samples), segment_samples))]
+
+
+def describe(samples: np.ndarray, sample_rate: int, segment_samples: int) -> np.ndarray:
     """(n_segments, 57) float32, columns in `DESCRIPTOR_NAMES` order."""
-    return np.stack([_describe_segment(seg, spec.sample_rate) for seg in segments(samples, spec)])
+    return np.stack([_describe_segment(seg, sample_rate) for seg in segments(samples, segment_samples)])
 
 
 def _describe_segment(y: np.ndarray, sr: int) -> np.ndarray:

@@ -1,18 +1,19 @@
 """Turn one decoded clip into the arrays the store keeps for it.
 
-Built once per worker process, then called once per clip on the build's hot path. Each feature
-kind computes its own array (`featurestore.features`); they share a per-clip cache, so the
-log-mel is computed once and the MFCCs are taken from it.
+Built once per worker process, then called once per clip on the build's hot path. Each array's
+feature computes its own values (`featurestore.features`); they share a per-clip cache, so a
+log-mel is computed once for every array that needs it and the MFCCs are taken from it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
-from featurestore.audio import AudioError
 from featurestore.environment import COMPILING, compiling
+from featurestore.errors import AudioError
 from featurestore.spec import FeatureSpec
 from featurestore.stages import lap
 
@@ -20,7 +21,7 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class FeatureExtractor:
-    """`extractor(samples) -> {feature: float32 array}` for the features in `spec`, in its order.
+    """`extractor(samples) -> {array: float32 values}` for the arrays `names` of `spec` (default: all).
 
     Shapes are each feature's `clip_shape()`. Values are finite and, for float16-stored
     features, clamped to float16's range; a clip whose features are not finite raises
@@ -29,9 +30,9 @@ class FeatureExtractor:
     that is when librosa compiles, and two processes compiling at once corrupt numba's cache.
     """
 
-    def __init__(self, spec: FeatureSpec):
+    def __init__(self, spec: FeatureSpec, names: Iterable[str] | None = None):
         self.spec = spec
-        self.features = {name: spec.feature(name) for name in spec.features}
+        self.features = {name: spec.feature(name) for name in (spec.names if names is None else names)}
         self._compiles = any(lib in f.requires for f in self.features.values() for lib in COMPILING)
 
     def __call__(self, samples: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,7 +51,7 @@ class FeatureExtractor:
         out = {}
         for name, feature in self.features.items():
             values = np.ascontiguousarray(feature.compute(samples, cache), dtype=np.float32)
-            lap(name)
+            lap(feature.kind)
             if values.shape != feature.clip_shape():
                 raise ValueError(f"feature {name} computed shape {values.shape}, declares {feature.clip_shape()}")
             # min and max propagate NaN and are infinite where any value is: two passes that

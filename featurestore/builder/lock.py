@@ -37,7 +37,11 @@ def stale_after() -> float:
 
 
 def lock_url(url: str) -> str:
-    return url.rstrip("/") + ".lock"
+    """The lock beside the store, named after its canonical location: every name of one store
+    (through a symlink, with `..`, a trailing slash) locks the same file."""
+    from featurestore.locations import canonical
+
+    return canonical(url) + ".lock"
 
 
 def _holder() -> dict[str, Any]:
