@@ -12,18 +12,21 @@ own checks and round-trip through a spec's TOML and JSON; what `compute` returns
 shape and is finite, for silence, noise, a tone and a full-scale square wave; it is deterministic
 (the same input twice, and a fresh instance, give the same bits) and leaves its input alone;
 arrays with other settings hash differently; and where the kind has a torch module (`module()`),
-the module gives `compute`'s values on the CPU and, where there is one, on a CUDA device.
+the module gives `compute`'s values on the CPU and, where there is one, on a CUDA device. A
+kind that is not installed yet is registered for each test only. Needs pytest (a test extra).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 
 from featurestore.features.base import Feature
-from featurestore.features.registry import available, register, validate
+from featurestore.features.registry import available, registered, validate
 from featurestore.spec import ArraySpec, Decoding, FeatureSpec
 from featurestore.store.commits import part_hashes
 
@@ -41,10 +44,17 @@ class FeatureTests:
 
     # --- what the tests use ----------------------------------------------------------------------
 
+    @pytest.fixture(autouse=True)
+    def _kind_available(self) -> Iterator[None]:
+        """A kind that is not installed (yet) is registered in this process for each test only."""
+        if available().get(self.feature_class.kind) is self.feature_class:
+            yield
+            return
+        with registered(self.feature_class):
+            yield
+
     def spec(self) -> FeatureSpec:
-        """A spec of one array of the kind (registered in this process if it is not installed yet)."""
-        if available().get(self.feature_class.kind) is not self.feature_class:
-            register(self.feature_class)
+        """A spec of one array of the kind."""
         return FeatureSpec(self.decoding, {self.array: ArraySpec(self.feature_class.kind, self.settings)})
 
     def feature(self) -> Feature:

@@ -96,6 +96,14 @@ def test_a_format_3_store_reads_as_it_is_and_trains(old, tmp_path, capsys):
                  "--crop-frames", "8", "--num-workers", "0"]) == 0
     assert (tmp_path / "run" / "metrics.json").is_file()
     assert _files(old) == before and _format(old) == 3, "reading wrote nothing"
+    # a run whose config.json records the flat spec of its day evaluates on the upgraded store
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    flat = json.loads(json.loads((old / "zarr.json").read_text())["attributes"]["featurestore"])["spec"]
+    config["resolved"] |= {"spec": flat, "spec_hash": "written-by-an-older-version"}
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert main(["upgrade", str(old)]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "eval")]) == 0
+    assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
 def test_upgrade_rewrites_the_attributes_and_records_only(old, capsys):

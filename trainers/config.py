@@ -111,6 +111,16 @@ def parse_split(text: str) -> tuple[float, float]:
     return train / (train + test), test / (train + test)
 
 
+def trained_on(resolved: dict[str, Any], arrays: tuple[str, ...]) -> str:
+    """The identity of the arrays a run read (`featurestore.store.commits.inputs_hash`), from the
+    spec its config.json recorded: a run written before stores had named arrays compares equal
+    to a store of today with the same settings."""
+    from featurestore.spec import FeatureSpec
+    from featurestore.store.commits import inputs_hash
+
+    return inputs_hash(FeatureSpec.from_dict(resolved["spec"], "the run's config.json"), arrays)
+
+
 def load_run(run: str | os.PathLike) -> dict[str, Any]:
     """RUN/config.json: {"train": TrainConfig fields, "resolved": what the store and data decided}."""
     path = Path(run) / "config.json"

@@ -15,7 +15,7 @@ import torch
 
 from featurestore.errors import UserError
 from trainers import checkpoint
-from trainers.config import TrainConfig, load_run
+from trainers.config import TrainConfig, load_run, trained_on
 from trainers.datasets import StoreDataset
 from trainers.io import write_json
 from trainers.prepare import Data, folds, open_data, require, run_splits
@@ -65,7 +65,8 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     if not (Path(run) / which).is_file() and resolved.get("folds") and not resolved.get("fold"):
         raise UserError(f"{run} is a {resolved['folds']}-fold cross-validation: evaluate one fold, e.g. {run}/fold_1")
     data = run_splits(open_data(store or config.store, config.input, task=resolved["task"],
-                                allow_partial=config.allow_partial, expect_hash=resolved["spec_hash"],
+                                allow_partial=config.allow_partial,
+                                expect_hash=trained_on(resolved, config.input.arrays),
                                 full_check=verify_store), config)
     if list(data.labels) != resolved["labels"]:
         raise UserError(f"store {data.url} has other labels than the run's ({len(data.labels)} vs "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from featurestore.errors import UserError
 from trainers import checkpoint
-from trainers.config import load_run
+from trainers.config import load_run, trained_on
 from trainers.inputs import InputPipeline
 from trainers.models.mixnet import MixNet
 
@@ -34,7 +34,7 @@ def init_from_runs(model, pipeline: InputPipeline, runs: tuple[str, ...], arrays
             raise UserError(f"--init-from {' '.join(runs)}: no {name} run among them: give one fma-nnet1 (nnet1) and "
                             "one fma-nnet2 (nnet2) run")
         run, resolved = by_model[name]
-        if resolved["spec_hash"] != arrays_hash((array,)):
+        if trained_on(resolved, (array,)) != arrays_hash((array,)):
             raise UserError(f"--init-from {run}: that {name} run read {array} built with other settings than this "
                             f"store's: train it on this store (or one built with the same spec)")
         state = checkpoint.load(Path(run) / checkpoint.BEST)

@@ -12,8 +12,10 @@ so nothing in this package needs editing. `register(cls)` adds a class in this p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
+from collections.abc import Iterator
 from functools import cache
 
 from featurestore.errors import UserError
@@ -68,6 +70,20 @@ def register(cls: type[Feature]) -> type[Feature]:
     validate(cls, getattr(cls, "kind", ""), cls.__module__)
     _registered[cls.kind] = cls
     return cls
+
+
+@contextlib.contextmanager
+def registered(cls: type[Feature]) -> Iterator[type[Feature]]:
+    """`register(cls)` for the block only (a test of a kind that is not installed)."""
+    before = _registered.get(getattr(cls, "kind", ""))
+    register(cls)
+    try:
+        yield cls
+    finally:
+        if before is None:
+            _registered.pop(cls.kind, None)
+        else:
+            _registered[cls.kind] = before
 
 
 def rediscover() -> None:

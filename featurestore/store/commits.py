@@ -15,6 +15,7 @@ rows were train rows when they were summed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -41,8 +42,10 @@ MAX_REASON = 2000  # characters of a failure reason
 # --- what the parts must match ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
 def part_hashes(spec: FeatureSpec) -> dict[str, str]:
-    """The settings hash of every part a store with `spec` holds: what its values depend on."""
+    """The settings hash of every part a store with `spec` holds: what its values depend on
+    (computed once per spec; do not modify the dict)."""
     codec = codecs.parse(spec.codec)
     decoding = dump(spec.decoding)
     hashes = {CLIPS: digest({"decoding": decoding})}
@@ -51,6 +54,13 @@ def part_hashes(spec: FeatureSpec) -> dict[str, str]:
         hashes[name] = digest({"kind": feature.kind, "settings": dump(feature.settings), "decoding": decoding,
                                "encoding": codec.identity(feature)})
     return hashes
+
+
+def inputs_hash(spec: FeatureSpec, arrays: Iterable[str]) -> str:
+    """The identity of some arrays' values: equal in two stores whose arrays have the same settings
+    (whatever their format), so a run trained on one can be evaluated on the other."""
+    hashes = part_hashes(spec)
+    return digest({a: hashes[a] for a in arrays})
 
 
 def rows_hash(clip_ids: Iterable[str], paths: Iterable[str]) -> str:

@@ -20,9 +20,9 @@ import numpy as np
 from featurestore import codecs
 from featurestore.errors import StoreFormatError, UserError
 from featurestore.locations import join, size, zarr_store
-from featurestore.spec import FeatureSpec, digest
+from featurestore.spec import FeatureSpec
 from featurestore.store.attrs import RootAttributes
-from featurestore.store.commits import CommitRecord, shard_rows_hashes
+from featurestore.store.commits import CommitRecord, inputs_hash, shard_rows_hashes
 from featurestore.store.layout import CLIPS, PENDING, Layout, clip_arrays, normalised, part_arrays
 from featurestore.store.state import StoreState, read_state
 
@@ -99,7 +99,7 @@ class Store:
 
     def inputs_hash(self, arrays: Iterable[str]) -> str:
         """The identity of some arrays' values: equal in two stores built with the same settings."""
-        return digest({a: self.part_hashes[a] for a in arrays})
+        return inputs_hash(self.spec, arrays)
 
     # --- values -------------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ store's own attributes and files justify.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from featurestore import codecs
@@ -50,7 +49,7 @@ class StoreState:
     def layout(self) -> Layout:
         return self.attrs.layout
 
-    @cached_property
+    @property
     def hashes(self) -> dict[str, str]:
         return part_hashes(self.spec)
 
