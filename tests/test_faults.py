@@ -249,27 +249,34 @@ def _freeze_a_worker_holding_an_unfetched_result(address: str, proc: subprocess.
     result nor miss the stall."""
     from dask.distributed import Client
 
+    def state(dask_scheduler, key: str) -> str | None:
+        task = dask_scheduler.tasks.get(key)
+        return None if task is None else task.state
+
     with Client(address, timeout="30s") as client:
         pids = client.run(os.getpid)
         deadline = time.monotonic() + 120
-        running = None
-        while running is None:
+        while True:
             assert proc.poll() is None, "the build ended before a shard task was seen running"
             assert time.monotonic() < deadline, "no shard task was seen running"
             executing = client.run(lambda dask_worker: [str(t.key) for t in dask_worker.state.executing])
             running = next(((worker, key) for worker, keys in executing.items() if worker in pids
                             for key in keys if key.startswith("build-shard-")), None)
-            time.sleep(0.01)
-        worker, key = running
-        os.kill(proc.pid, signal.SIGSTOP)
-        try:
-            while client.run_on_scheduler(lambda dask_scheduler, key=key: dask_scheduler.tasks[key].state) != "memory":
-                assert time.monotonic() < deadline, f"{key} did not finish"
+            if running is None:
                 time.sleep(0.01)
-            os.kill(pids[worker], signal.SIGSTOP)
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
-    return pids[worker]
+                continue
+            worker, key = running
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                while (now := client.run_on_scheduler(state, key=key)) not in ("memory", None):
+                    assert time.monotonic() < deadline, f"{key} did not finish"
+                    time.sleep(0.01)
+                if now == "memory":  # finished, its result not fetched: the driver is stopped
+                    os.kill(pids[worker], signal.SIGSTOP)
+                    return pids[worker]
+                # the driver fetched it in the instant before it was stopped: try the next task
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
 
 
 @pytest.mark.reliability
