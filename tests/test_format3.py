@@ -18,32 +18,12 @@ import zarr
 import featurestore
 from featurestore.cli import main
 from featurestore.store.inspect import verify
+from test_spec import ISSUE_TOML
 
 pytest_plugins = ["helpers_store"]
 
 ARRAYS = ("logmel", "mfcc", "waveform", "status", "length")
-SPEC_TOML = """
-codec = "blosc-zstd:2"
-[decoding]
-sample_rate = 16000
-duration = 1.0
-[arrays.logmel]
-kind = "logmel"
-n_fft = 2048
-hop = 1024
-n_mels = 80
-[arrays.logmel128]
-kind = "logmel"
-n_fft = 2048
-hop = 512
-n_mels = 128
-[arrays.mfcc]
-kind = "mfcc"
-n_fft = 2048
-hop = 1024
-n_mels = 80
-n_mfcc = 20
-"""
+SPEC_TOML = ISSUE_TOML.replace("duration = 20.0", "duration = 1.0")  # the issue's two resolutions, this store's clips
 
 
 @pytest.fixture(scope="module")
