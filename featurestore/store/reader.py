@@ -93,10 +93,6 @@ class Store:
     def records(self) -> dict[int, CommitRecord]:
         return self.state.records
 
-    @property
-    def part_hashes(self) -> dict[str, str]:
-        return self.state.hashes
-
     def inputs_hash(self, arrays: Iterable[str]) -> str:
         """The identity of some arrays' values: equal in two stores built with the same settings."""
         return inputs_hash(self.spec, arrays)
@@ -104,8 +100,7 @@ class Store:
     # --- values -------------------------------------------------------------------------------------
 
     def array(self, name: str) -> FeatureArray:
-        """A per-clip array (its metadata checked when the store opened), or a statistics or
-        coordinate array."""
+        """A per-clip array, its metadata checked when the store opened (statistics: `stats`)."""
         if name in self.state.arrays:
             return FeatureArray(self.state.arrays[name])
         if name in clip_arrays(self.spec):
