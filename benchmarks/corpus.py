@@ -36,9 +36,9 @@ FLAVOURS = {
         # The same clips from fewer renders, for runs where only the clip count matters (growth).
         Flavour("mtat-growth", "MP3", 16_000, 1, 29.1, per_style=4, quick_per_style=3),
         # FMA: 30-s clips, 44.1 kHz stereo MP3.
-        Flavour("fma", "MP3", 44_100, 2, 30.0, per_style=4),
+        Flavour("fma", "MP3", 44_100, 2, 30.0, per_style=4, quick_per_style=3),
         # GTZAN: 30-s clips, 22,050 Hz mono 16-bit WAV.
-        Flavour("gtzan", "WAV", 22_050, 1, 30.0, per_style=4),
+        Flavour("gtzan", "WAV", 22_050, 1, 30.0, per_style=4, quick_per_style=3),
     )
 }
 QUICK_SECONDS = 3.0

@@ -21,7 +21,8 @@ EXPECTED = {  # benchmark -> (section title, words each expected table caption c
                 ["scaling.png"]),
     "recovery": ("Recovery", ["MTAT-like clips"], []),
     "growth": ("Growing a store", ["Seconds on 2 warm workers"], []),
-    "gpu": ("GPU training", ["Training samples/s", "Loader alone", "trained on the CPU and on CUDA"], []),
+    "gpu": ("GPU training", ["Training samples/s per recipe", "Loader alone", "Options on CUDA",
+                             "trained on the CPU and on CUDA"], []),
 }
 
 
@@ -73,16 +74,22 @@ def test_sections_accumulate_and_render_in_a_fixed_order(tmp_path):
     assert text == render(load_sections(tmp_path))
 
 
-def test_gpu_benchmark_runs_its_cpu_reference_and_marks_cuda_skipped(quick_run):
-    """Without a CUDA device (CI) every CUDA row says so; every model still has a measured CPU row."""
+def test_gpu_benchmark_runs_every_recipe_on_the_cpu_and_marks_cuda_skipped(quick_run):
+    """Without a CUDA device (CI) every CUDA row says so; every recipe still has a measured CPU row
+    in its `train` configuration, with the bytes each sample carried."""
     import torch
+
+    from trainers.recipes import RECIPES
 
     _, out = quick_run
     section = json.loads((out / "results" / "gpu.json").read_text())
     training = section["tables"][0]["rows"]
-    cpu = {row[0]: row for row in training if row[1] == "cpu"}
-    assert sorted(cpu) == ["cnn3", "cnn4", "mixnet", "nnet2"]
-    assert all(float(row[3].replace(",", "")) > 0 for row in cpu.values())
+    cpu = {row[0]: row for row in training if row[2] == "cpu"}
+    assert list(cpu) == list(RECIPES)
+    for row in cpu.values():
+        assert row[3] == "fp32" and float(row[6].replace(",", "")) > 0 and int(row[11].replace(",", "")) > 0
     if not torch.cuda.is_available():
-        assert [row[2] for row in training if row[1] == "cuda"] == ["skipped: no CUDA device"] * 4
+        skipped = [row for row in training if row[2] == "cuda"]
+        assert len(skipped) == len(RECIPES) and all(row[3] == "skipped: no CUDA device" for row in skipped)
+        assert all(row[2] == "skipped: no CUDA device" for row in section["tables"][2]["rows"])
         assert section["targets"] == []  # no target is judged on a machine that cannot measure it

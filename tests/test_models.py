@@ -1,5 +1,5 @@
 """The model zoo: every model's forward pass on its natural input, the registry, input checks,
-and the device-side input pipeline (windows, views, augmentation)."""
+the windows the loader cuts, and the device-side input pipeline (views, augmentation)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from featurestore.errors import UserError
 from featurestore.presets import preset
 from featurestore.spec import FeatureSpec
 from trainers.augment import Augment, AugmentConfig
-from trainers.inputs import InputConfig, InputPipeline, average_views, take_windows, valid_segments
+from trainers.inputs import InputConfig, InputPipeline, average_views, valid_segments
 from trainers.models import MODELS, build_model, count_parameters
+from trainers.windows import Windows
 
 pytest_plugins = ["helpers_trainers"]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,23 +92,39 @@ def test_models_command_lists_every_model_with_input_and_parameter_count(capsys)
     assert "(1,80,313)" in out and "(57,)" in out
 
 
+def _rows(batch: torch.Tensor) -> list[np.ndarray]:
+    return list(batch.numpy())
+
+
 def test_windows_are_exact_slices_centre_and_evenly_spaced():
-    x = torch.arange(2 * 3 * 10, dtype=torch.float16).view(2, 3, 10)  # (batch, crops, time)
-    centre = take_windows(x, 4, train=False, views=1)
-    assert centre.shape == (2, 1, 4)
-    # 3 crops x 7 positions laid end to end: the centre window is crop 1 at offset 3.
-    assert torch.equal(centre[:, 0], x[:, 1, 3:7])
-    views = take_windows(x, 4, train=False, views=3)
-    assert torch.equal(views[0, 0], x[0, 0, 0:4]) and torch.equal(views[0, 2], x[0, 2, 6:10])
-    torch.manual_seed(0)
+    x = np.arange(2 * 2 * CROP, dtype=np.float32).reshape(2, 2, CROP)  # (batch, crops, samples): SMALL's waveform
+    cut = lambda config, train, rng=None: Windows(SMALL, config)({"waveform": list(x)}, train, rng)["waveform"]  # noqa: E731
+    centre = cut(InputConfig("waveform", crop_samples=4), train=False)
+    assert centre.shape == (2, 1, 4) and centre.dtype == torch.float32  # the rows' dtype
+    # 2 crops x (CROP - 3) positions laid end to end: the centre window is crop 0's last one
+    per_crop = CROP - 3
+    g = (2 * per_crop - 1) // 2
+    assert np.array_equal(centre[:, 0].numpy(), x[:, g // per_crop, g % per_crop:g % per_crop + 4])
+    views = cut(InputConfig("waveform", crop_samples=4, eval_crops=3), train=False)
+    assert np.array_equal(views[0, 0].numpy(), x[0, 0, 0:4]) and np.array_equal(views[0, 2].numpy(), x[0, 1, -4:])
+    rng = np.random.default_rng(0)
     for _ in range(20):
-        w = take_windows(x, 4, train=True, views=1)[:, 0]
+        w = cut(InputConfig("waveform", crop_samples=4), train=True, rng=rng)[:, 0].numpy()
         for b in range(2):
-            hits = [(c, o) for c in range(3) for o in range(7) if torch.equal(w[b], x[b, c, o:o + 4])]
-            assert len(hits) == 1
-    # a 2-D spectrogram keeps its band axis and is windowed along time
-    spec = torch.randn(2, 1, 5, 12)
-    assert torch.equal(take_windows(spec, 6, train=False, views=1)[:, 0], spec[:, 0, :, 3:9])
+            first = int(w[b, 0])
+            assert np.array_equal(w[b], first + np.arange(4)) and first in x[b, :, :per_crop]
+    # a spectrogram keeps its band axis and is windowed along time
+    spec = np.random.default_rng(1).standard_normal((2, 32, FRAMES)).astype(np.float16)
+    window = Windows(SMALL, InputConfig("logmel", crop_frames=6))({"logmel": list(spec)}, False)["logmel"]
+    start = (FRAMES - 6) // 2
+    assert window.shape == (2, 1, 32, 6) and window.dtype == torch.float16 and np.array_equal(window[:, 0].numpy(), spec[:, :, start:start + 6])
+
+
+def test_training_windows_are_a_function_of_the_generator():
+    spec = np.random.default_rng(1).standard_normal((8, 32, FRAMES)).astype(np.float16)
+    windows = Windows(SMALL, InputConfig("logmel", crop_frames=6))
+    draw = lambda seed: windows({"logmel": list(spec)}, True, np.random.default_rng(seed))["logmel"]  # noqa: E731
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
 
 
 def test_pipeline_normalises_with_the_store_stats_and_averages_views():
@@ -117,10 +134,10 @@ def test_pipeline_normalises_with_the_store_stats_and_averages_views():
     std[0] = 0.0  # a constant band must not divide by zero
     pipe.set_stats({"logmel": (mean, std)})
     raw = torch.randn(2, 32, FRAMES).to(torch.float16) * 10 - 30
-    x, w = pipe({"logmel": raw}, train=False)
+    x, w = pipe(Windows(SMALL, cfg)({"logmel": _rows(raw)}, train=False), train=False)
     assert x.shape == (6, 1, 32, 8) and w.shape == (2, 3)
     safe_std = torch.from_numpy(np.where(std > 0, std, 1))
-    first = (raw[0, :, :8].float() - torch.from_numpy(mean)[:, None]) / safe_std[:, None]
+    first = (raw[0, :, :8].float() - torch.from_numpy(mean)[:, None]) / safe_std[:, None]  # the first of 3 views
     assert torch.allclose(x[0, 0], first)
     probs = torch.tensor([[0.1], [0.2], [0.6], [1.0], [1.0], [0.0]])
     assert torch.allclose(average_views(probs, torch.tensor([[1.0, 1, 1], [1, 1, 0]])), torch.tensor([[0.3], [1.0]]))
@@ -167,18 +184,19 @@ def test_aligned_pairs_cut_waveform_and_mfcc_windows_from_the_same_seconds(train
     b = 6
     wave = (torch.as_tensor(starts)[:, None] + torch.arange(CROP)).float().expand(b, -1, -1)
     mfcc = torch.arange(FRAMES).float().expand(b, N_MFCC, -1)  # each value: its frame
-    batch = {"waveform": wave, "mfcc": mfcc}
+    rows = {"waveform": _rows(wave), "mfcc": _rows(mfcc)}
     config = InputConfig("waveform+mfcc", crop_samples=1280, crop_frames=10, eval_crops=1 if train else 4)
-    torch.manual_seed(0)
-    (w, m), _ = InputPipeline(SMALL, config)(batch, train=train)
+    rng = np.random.default_rng(0)
+    (w, m), _ = InputPipeline(SMALL, config)(Windows(SMALL, config)(rows, train, rng), train=train)
     first_sample, first_frame = w[:, 0, 0], m[:, 0, 0, 0]
     assert torch.equal(w[:, 0], first_sample[:, None] + torch.arange(1280))  # a contiguous window
     expected = torch.floor((first_sample + HOP / 2) / HOP).clamp(0, FRAMES - 10)
     assert torch.equal(first_frame, expected) and torch.equal(m[:, 0, 0], first_frame[:, None] + torch.arange(10))
     assert len(set(first_sample.tolist())) > 1  # different clips or views, different seconds
     # unaligned (the old behaviour), the two windows are drawn independently
-    torch.manual_seed(0)
-    (w, m), _ = InputPipeline(SMALL, dataclasses.replace(config, aligned=False))(batch, train=train)
+    unaligned = dataclasses.replace(config, aligned=False)
+    rng = np.random.default_rng(0)
+    (w, m), _ = InputPipeline(SMALL, unaligned)(Windows(SMALL, unaligned)(rows, train, rng), train=train)
     derived = torch.floor((w[:, 0, 0] + HOP / 2) / HOP).clamp(0, FRAMES - 10)
     assert not torch.equal(m[:, 0, 0, 0], derived)
 
@@ -186,14 +204,15 @@ def test_aligned_pairs_cut_waveform_and_mfcc_windows_from_the_same_seconds(train
 def test_image_input_is_a_square_three_channel_picture_in_unit_range():
     """The YOLO report's input: each spectrogram window resized to S x S, scaled to [0, 1] by its
     own extremes, in three equal channels; c2f reads it."""
-    pipe = InputPipeline(SMALL, InputConfig("logmel", crop_frames=40, image_size=48))
+    config = InputConfig("logmel", crop_frames=40, image_size=48)
     raw = (torch.randn(3, 32, FRAMES) * 10 - 40).to(torch.float16)
-    x, _ = pipe({"logmel": raw}, train=False)
+    x, _ = InputPipeline(SMALL, config)(Windows(SMALL, config)({"logmel": _rows(raw)}, train=False), train=False)
     assert x.shape == (3, 3, 48, 48) == (3, *InputConfig("logmel", image_size=48).sample_shape(SMALL))
     flat = x.flatten(1)
     assert torch.allclose(flat.amin(1), torch.zeros(3), atol=1e-6) and torch.allclose(flat.amax(1), torch.ones(3))
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
-    window = take_windows(raw.unsqueeze(1), 40, train=False, views=1)[:, 0].float()
+    start = (FRAMES - 40) // 2
+    window = raw[:, :, start:start + 40].float()
     resized = torch.nn.functional.interpolate(window[:, None], size=(48, 48), mode="bilinear")[:, 0]
     lo, hi = resized.amin((1, 2), keepdim=True), resized.amax((1, 2), keepdim=True)
     assert torch.allclose(x[:, 0], (resized - lo) / (hi - lo), atol=1e-6)
@@ -201,3 +220,18 @@ def test_image_input_is_a_square_three_channel_picture_in_unit_range():
     assert model(x).shape == (3, 10)
     head = [m for m in model.head if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in head] == [256, 128, 64, 10]  # the report's head
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_gives_the_same_output_in_channels_last_layout(name):
+    """--channels-last: weights and 4-D inputs change layout, not values."""
+    from trainers.runtime import memory_format
+
+    info = MODELS[name]
+    shape = (3, 48, 48) if name == "c2f" else InputConfig(info.natural_input).sample_shape(SMALL)
+    torch.manual_seed(0)
+    model = build_model(name, features(info.natural_input), shape, n_classes=4).eval()
+    x = _example(shape)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    assert torch.allclose(model(memory_format(x, True)), expected, atol=1e-5)

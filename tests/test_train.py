@@ -5,6 +5,9 @@ user gets wrong ends in one clear line."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -28,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = ["--batch-size", "8", "--num-workers", "0", "--no-augment"]
-TIMING = ["seconds", "samples_per_s"]
+TIMING = ["seconds", "samples_per_s", "data_wait"]
 # Per recipe (together they cover every model): the overrides that fit the recipe to the tiny
 # stores (1.5 s at 8 kHz: 47 frames, two 8000-sample crops) and to a run of a few seconds; every
 # other value is the recipe's. Short runs must still clearly beat chance (4 balanced genres:
@@ -187,6 +190,70 @@ def test_runs_are_deterministic_and_resume_exactly(trainer_stores, tmp_path, cap
     assert "other lr" in capsys.readouterr().err
     assert main(["train", trainer_stores.genres, "--out", str(c), *FAST, *args]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_device_options_train_and_are_recorded(trainer_stores, tmp_path, capsys):
+    """--channels-last, --compile (this machine has a C++ compiler: torch.compile works) and
+    --precision train on the CPU; config.json records what was asked and what the device allowed."""
+    run = tmp_path / "fast"
+    assert _train(capsys, trainer_stores.genres, run, "--model", "cnn4", "--epochs", "3", "--lr", "3e-3",
+                  "--crop-frames", "40", "--channels-last", "--compile", "--precision", "auto") == 0
+    saved = load_run(run)
+    options, resolved = saved["options"], saved["resolved"]
+    assert (options["channels_last"], options["compile"], options["precision"]) == (True, True, "auto")
+    assert (resolved["precision"], resolved["channels_last"]) == ("fp32", True)  # no autocast on the CPU
+    assert resolved["compile"] is True and resolved["compile_note"] is None
+    assert _metrics(run)["accuracy"] > 0.5
+    assert (pd.read_csv(run / "history.csv")["data_wait"].between(0, 1)).all()
+    # mixed precision needs a GPU: one line, before anything is written
+    assert main(["train", trainer_stores.genres, "--out", str(tmp_path / "bf16"), *FAST, "--model", "mlp",
+                 "--precision", "bf16"]) == 2
+    assert "--precision bf16 needs a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "bf16").exists()
+    # a run recorded before --precision (with "amp") still loads: --no-amp was float32
+    old = json.loads((run / "config.json").read_text())
+    old["train"].pop("precision")
+    old["train"]["amp"] = False
+    (run / "config.json").write_text(json.dumps(old))
+    assert load_run(run)["train"].precision == "fp32"
+
+
+def test_fp16_steps_scale_their_gradients(trainer_stores, tmp_path):
+    """--precision fp16 (GPUs without bf16): autocast to float16 and a GradScaler around each step.
+    Run here on the CPU, whose autocast has float16 too, through the real training step."""
+    from trainers.config import TrainConfig
+    from trainers.loop import Fit
+    from trainers.runtime import Acceleration
+
+    config = TrainConfig(store=trainer_stores.genres, model="cnn4", out=str(tmp_path), input=InputConfig("logmel"),
+                         num_workers=0, batch_size=8)
+    data = open_data(config.store, config.input)
+    fast = Acceleration("fp16", channels_last=True, compile=False)
+    fit = Fit(config, data, data.splits["train"], data.splits["valid"], tmp_path, "val_accuracy",
+              torch.device("cpu"), progress=False, acceleration=fast)
+    assert fit.scaler.is_enabled() and fit.scaler.get_scale() == 2.0**16
+    before = [p.detach().clone() for p in fit.model.parameters()]
+    fit.train_set.set_epoch(1)
+    loss = fit.step(next(iter(make_loader(fit.train_set, batch_size=8, workers=0, device=torch.device("cpu")))))
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, fit.model.parameters()))
+    assert "scaler" in fit._checkpoint(full=True)
+
+
+def test_compile_falls_back_to_eager_with_one_line_where_the_machine_cannot_compile(trainer_stores, tmp_path):
+    """No working C++ compiler for inductor (CXX points nowhere): one line says so, the run trains
+    eagerly, and config.json records why."""
+    run = tmp_path / "eager"
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler")}
+    done = subprocess.run([sys.executable, "-m", "featurestore.cli", "train", trainer_stores.genres, "--out", str(run),
+                           *FAST, "--model", "mlp", "--epochs", "1", "--compile"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("--compile:")]
+    assert len(lines) == 1 and "cannot compile on this machine" in lines[0] and "training without it" in lines[0]
+    assert "Traceback" not in done.stderr
+    resolved = load_run(run)["resolved"]
+    assert resolved["compile"] is False and "compiler" in resolved["compile_note"].lower()
 
 
 @pytest.fixture(scope="module")

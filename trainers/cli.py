@@ -142,7 +142,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     opt("--init-from", nargs="+", metavar="RUN", help="mixnet: start from the encoders of an nnet1 and an nnet2 run")
     opt("--freeze-encoders", action=on_off, help="with --init-from: train only the classifier")
     opt("--device", help="auto, cpu or cuda (default auto)")
-    opt("--amp", action=on_off, help="bf16 autocast on CUDA (default on; the CPU always trains in float32)")
+    opt("--precision", choices=("auto", "bf16", "fp16", "fp32"),
+        help="mixed precision on CUDA: bf16 autocast, or fp16 with a gradient scaler (default auto: bf16 where the "
+             "GPU has it, else fp16; fp32 on the CPU)")
+    opt("--channels-last", action=on_off, help="spectrogram and image batches in channels-last layout (default off)")
+    opt("--compile", action=on_off, help="torch.compile the model for training steps; falls back to eager with one "
+                                         "line where this machine cannot compile (default off)")
     opt("--seed", type=int, help="all randomness follows from it (default 0)")
     opt("--num-workers", type=int, help="DataLoader workers (default 4, at most the cores available)")
     opt("--block-clips", type=int, help="clips per read (default: whole chunks, about 128 clips)")

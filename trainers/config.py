@@ -15,8 +15,9 @@ from trainers.io import read_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "none")
-# Options that may differ when an interrupted run is resumed.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "resume", "patience"}
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# Options that may differ when an interrupted run is resumed: where and how fast, not what.
+RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "resume", "patience", "precision", "channels_last", "compile"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class TrainConfig:
     monitor: str | None = None  # None: val_roc_auc (multilabel) or val_accuracy (multiclass)
     class_weights: str | None = None  # "balanced"
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA (the CPU always trains in float32)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA with bf16, fp16 + GradScaler without; fp32 on the CPU
+    channels_last: bool = False  # 4-D inputs and convolution weights in channels-last layout
+    compile: bool = False  # torch.compile the model for training steps
     seed: int = 0
     num_workers: int = 4
     block_clips: int | None = None  # None: from the store's chunk and shard sizes
@@ -62,6 +65,8 @@ class TrainConfig:
             raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.scheduler not in SCHEDULERS:
             raise UserError(f"--scheduler must be one of {', '.join(SCHEDULERS)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.class_weights not in (None, "balanced"):
             raise UserError("--class-weights takes 'balanced'")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -88,6 +93,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
+        if "amp" in d:  # runs written before --precision: --no-amp was float32
+            d["precision"] = "auto" if d.pop("amp") else "fp32"
         d["input"] = InputConfig(**d["input"])
         if d.get("init_from"):
             d["init_from"] = tuple(d["init_from"])

@@ -16,9 +16,10 @@ waveform window `(1, samples)`, a flat descriptor vector, or a tuple for `wavefo
 cropped at random for training (`random_crop`, default: the train split) and at the centre
 otherwise; `y` a float32 vector over `classes` (one-hot for single-label stores). Only clips
 built ok and carrying a label for single-label stores are included. The CLI's trainers use the
-same classes, reading raw batches (`batches`, `raw_batch`) that they crop and normalise on the
-training device instead. Each process opens the store itself, so DataLoader workers never share
-a handle.
+same classes, reading raw batches (`batches`, `raw_batch`): the windows are cut in the loader
+workers (`trainers.windows`), so only the bytes the model reads are copied, and normalised on
+the training device. Each process opens the store itself, so DataLoader workers never share a
+handle.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from featurestore.spec import FeatureSpec
 from trainers.inputs import InputConfig, InputPipeline, valid_segments
 from trainers.prepare import SPLITS, Source, open_data, require
+from trainers.windows import Windows
 
 TARGET_BLOCK_CLIPS = 128
 BUFFER_BYTES = 128 * 2**20
@@ -95,19 +97,18 @@ def _samples(block: dict[str, np.ndarray], start: int, positions: np.ndarray, ex
     return [(block, int(p - start), int(s), int(p)) for p in positions for s in np.flatnonzero(valid[p - start])]
 
 
-def _collate(source: Source, samples: list[Sample]) -> dict[str, Any]:
-    """One raw batch. Features are stacked by `default_collate`, which inside a DataLoader worker
-    writes them straight into shared memory; targets, positions and segment masks stay NumPy
-    arrays, pickled inline, which costs less than a shared-memory segment each (the CLI's loader
-    makes them tensors)."""
-    batch: dict[str, Any] = {}
-    for name in source.arrays:
-        rows = [block[name][j] if s is None else block[name][j, s] for block, j, s, _ in samples]
-        batch[name] = default_collate([torch.from_numpy(r) for r in rows])
+def _collate(source: Source, windows: Windows, samples: list[Sample], train: bool,
+             rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One raw batch: the windows the model reads (`trainers.windows`; `rng` draws training
+    windows), the targets, the store positions (`index`) and, for descriptors evaluated per
+    clip, the mask of decoded segments (`valid`). All tensors, so the DataLoader pins every one."""
+    rows = {name: [block[name][j] if s is None else block[name][j, s] for block, j, s, _ in samples]
+            for name in source.arrays}
+    batch = windows(rows, train, rng)
     index = np.array([p for *_, p in samples], dtype=np.int64)
-    batch["index"], batch["y"] = index, source.targets[index]
+    batch["index"], batch["y"] = torch.from_numpy(index), torch.from_numpy(source.targets[index])
     if "valid" in samples[0][0] and samples[0][2] is None:
-        batch["valid"] = np.stack([block["valid"][j] for block, j, _, _ in samples])
+        batch["valid"] = torch.from_numpy(np.stack([block["valid"][j] for block, j, _, _ in samples]))
     return batch
 
 
@@ -122,16 +123,19 @@ def _partition(rank: int | None, world: int) -> tuple[int, int]:
 
 
 class _Transform:
-    """One clip's raw rows -> the model input: the CLI's input pipeline (crop, normalise) on a batch
-    of one, on the CPU."""
+    """One clip's raw rows -> the model input: the CLI's windows and input pipeline (crop,
+    normalise) on a batch of one, on the CPU. Random windows come from torch's generator, which
+    `torch.manual_seed` and the DataLoader's per-worker seeding control."""
 
     def __init__(self, spec: FeatureSpec, inputs: InputConfig, stats: dict[str, tuple[np.ndarray, np.ndarray]]):
+        self.windows = Windows(spec, inputs)
         self.pipeline = InputPipeline(spec, inputs)
         self.pipeline.set_stats(stats)
         self.arrays = inputs.arrays
 
     def __call__(self, rows: dict[str, np.ndarray], random: bool) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        batch = {name: torch.from_numpy(np.ascontiguousarray(rows[name]))[None] for name in self.arrays}
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()))) if random else None
+        batch = self.windows({name: [rows[name]] for name in self.arrays}, random, rng)
         with torch.no_grad():
             x, _ = self.pipeline(batch, train=random)
         return tuple(t[0] for t in x) if isinstance(x, tuple) else x[0]
@@ -171,7 +175,7 @@ class StoreDataset(Dataset):
 
     @classmethod
     def over(cls, source: Source) -> StoreDataset:
-        """A dataset of raw batches (`raw_batch`) over `source`: the CLI's evaluation."""
+        """A dataset of raw batches (`raw_batch`, evaluation views) over `source`: the CLI's evaluation."""
         dataset = cls.__new__(cls)
         dataset._setup(source)
         return dataset
@@ -180,6 +184,7 @@ class StoreDataset(Dataset):
         self.source = source
         self.indices = source.indices
         self.reader = _Reader(source)
+        self.windows = Windows(source.spec, source.inputs)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -205,7 +210,7 @@ class StoreDataset(Dataset):
         clips = self.indices[np.asarray(items)]
         start = int(clips.min())
         block = self.reader.read(start, int(clips.max()) + 1)
-        return _collate(self.source, _samples(block, start, clips, explode_segments=False))
+        return _collate(self.source, self.windows, _samples(block, start, clips, explode_segments=False), train=False)
 
 
 class StreamingStoreDataset(IterableDataset):
@@ -238,7 +243,7 @@ class StreamingStoreDataset(IterableDataset):
     @classmethod
     def over(cls, source: Source, *, block_clips: int, buffer_clips: int, seed: int, explode_segments: bool = False,
              rank: int | None = None, world_size: int | None = None) -> StreamingStoreDataset:
-        """A stream of raw batches (`batches`) over `source`: the CLI's training."""
+        """A stream of raw batches (`batches`, random training windows) over `source`: the CLI's training."""
         dataset = cls.__new__(cls)
         dataset._setup(source, block_clips=block_clips, buffer_clips=buffer_clips, seed=seed,
                        explode_segments=explode_segments, rank=rank, world_size=world_size)
@@ -251,6 +256,7 @@ class StreamingStoreDataset(IterableDataset):
         self.seed, self.explode_segments = seed, explode_segments
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.reader = _Reader(source)
+        self.windows = Windows(source.spec, source.inputs)
         self.blocks = np.unique(source.indices // block_clips)
         if explode_segments:
             from featurestore.store import open_store
@@ -274,8 +280,7 @@ class StreamingStoreDataset(IterableDataset):
         """Samples per epoch, over all readers (clips, or their decoded segments)."""
         return self.n_samples
 
-    def _shuffled(self) -> Iterator[Sample]:
-        slot, slots, epoch = *_partition(self.rank, self.world_size), int(self._epoch)
+    def _shuffled(self, slot: int, slots: int, epoch: int) -> Iterator[Sample]:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.blocks)
         rng = np.random.default_rng([self.seed, epoch, slot, 1])
         indices, buffer = self.source.indices, []
@@ -293,16 +298,20 @@ class StreamingStoreDataset(IterableDataset):
             yield buffer[k]
 
     def __iter__(self) -> Iterator[Any]:
+        slot, slots, epoch = *_partition(self.rank, self.world_size), int(self._epoch)
+        samples = self._shuffled(slot, slots, epoch)
         if self.batch_size is None:
-            for block, row, _, position in self._shuffled():
+            for block, row, _, position in samples:
                 x = self.transform({name: block[name][row] for name in self.source.arrays}, self.random_crop)
                 yield x, torch.from_numpy(self.source.targets[position])
             return
+        # the training windows of epoch e come from (seed, e, reader slot): a resumed run draws the same
+        windows = np.random.default_rng([self.seed, epoch, slot, 2])
         batch = []
-        for sample in self._shuffled():
+        for sample in samples:
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield _collate(self.source, batch)
+                yield _collate(self.source, self.windows, batch, train=True, rng=windows)
                 batch = []
         if batch:
-            yield _collate(self.source, batch)
+            yield _collate(self.source, self.windows, batch, train=True, rng=windows)

@@ -20,19 +20,19 @@ from trainers.datasets import StoreDataset
 from trainers.io import write_json
 from trainers.prepare import Data, folds, open_data, require, run_splits
 from trainers.report import write_report
-from trainers.runtime import infer, make_loader, make_model, resolve_device
+from trainers.runtime import Acceleration, infer, make_loader, make_model, resolve_device
 from trainers.tasks import AveragedLoss, Evaluation
 
 
 def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: TrainConfig,
-                   device: torch.device) -> Evaluation:
+                   device: torch.device, fast: Acceleration) -> Evaluation:
     """Metrics on the clips at `indices`, with the plain (unweighted) loss of their averaged
     predictions as `loss`; segment inputs are also scored segment by segment (`levels`)."""
     loader = make_loader(StoreDataset.over(data.source(indices, config.input)), batch_size=config.batch_size,
                          workers=config.workers(), device=device)
     segments = config.input.explode_segments(data.spec)
-    result = infer(model, pipeline, loader, data.task, device, AveragedLoss(data.task), amp=config.amp,
-                   per_view=segments)
+    result = infer(model, pipeline, loader, data.task, device, AveragedLoss(data.task), precision=fast.precision,
+                   per_view=segments, channels_last=fast.channels_last)
     evaluation = data.task.evaluate(result.y, result.prob)
     evaluation.summary["loss"] = result.loss
     if segments:
@@ -76,10 +76,12 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     model, pipeline = make_model(config.model, data.spec, config.input, len(data.labels))
     model.load_state_dict(state["model"])
     pipeline.load_state_dict(state["inputs"])
-    model.to(dev)
+    # a run trained in bf16 or fp16 on a GPU evaluates in float32 on the CPU
+    fast = Acceleration.resolve(config.precision if dev.type == "cuda" else "fp32", config.channels_last, False, dev)
+    model, _ = fast.prepare(model.to(dev))
     pipeline.to(dev)
     indices = split_for_run(data, resolved, split, config.seed)
-    evaluation = evaluate_model(model, pipeline, data, indices, config, dev)
+    evaluation = evaluate_model(model, pipeline, data, indices, config, dev, fast)
     target = Path(out) if out else Path(run) / f"eval-{split}"
     history_path = Path(run) / "history.csv"
     write_evaluation(

@@ -1,9 +1,10 @@
 """What a model sees: input kinds, their per-sample shapes, and the device-side batch pipeline.
 
-The loaders hand over raw store rows (float16 spectrograms and waveforms, float32 descriptors).
-Everything numeric happens here, on the training device: time crops, normalisation with the
-store's statistics, augmentation at train time, and at evaluation the evenly spaced views
-(crops or segments) whose predictions are averaged per clip.
+The loaders hand over the windows the model reads, cut from the stored rows in the loader
+workers (`trainers.windows`) and still in the store's dtype (float16 spectrograms and waveforms,
+float32 descriptors). Everything numeric happens here, on the training device: normalisation
+with the store's statistics, images for the YOLO report's input, augmentation at train time,
+and at evaluation the views (crops or segments) whose predictions are averaged per clip.
 """
 
 from __future__ import annotations
@@ -99,44 +100,8 @@ def valid_segments(length: np.ndarray, feature: Feature) -> np.ndarray:
     return np.arange(feature.n_segments)[None, :] < n[:, None]
 
 
-def _window_positions(train: bool, batch: int, n_positions: int, views: int, device) -> torch.Tensor:
-    """(batch, views) window starts in 0..n_positions-1: random for training, evenly spaced (centre for one) else."""
-    if train:
-        return torch.randint(0, n_positions, (batch, 1), device=device)
-    if views == 1:
-        pos = torch.tensor([(n_positions - 1) // 2], device=device)
-    else:
-        pos = torch.linspace(0, n_positions - 1, views, device=device).round().long()
-    return pos.expand(batch, -1)
-
-
-def window_positions(x: torch.Tensor, length: int, train: bool, views: int) -> torch.Tensor:
-    """(batch, views) windows of `length` over x (batch, crops, ..., time), numbered crop by crop."""
-    per_crop = x.shape[-1] - length + 1
-    return _window_positions(train, x.shape[0], x.shape[1] * per_crop, views, x.device)
-
-
-def take_windows(x: torch.Tensor, length: int, train: bool, views: int,
-                 positions: torch.Tensor | None = None) -> torch.Tensor:
-    """Windows of `length` along the last axis of x (batch, crops, ..., time): (batch, views, ..., length).
-
-    The stored crops are laid end to end, so a window is a (crop, offset) pair; at evaluation the
-    `views` windows are evenly spaced over all of them. `positions` (from `window_positions`)
-    picks them instead.
-    """
-    b, crops, t = x.shape[0], x.shape[1], x.shape[-1]
-    per_crop = t - length + 1
-    if crops * per_crop == 1 and positions is None:
-        return x
-    g = window_positions(x, length, train, views) if positions is None else positions
-    picked = x[torch.arange(b, device=x.device)[:, None], g // per_crop]  # (b, v, ..., t)
-    idx = (g % per_crop)[..., None] + torch.arange(length, device=x.device)  # (b, v, length)
-    idx = idx.view(*idx.shape[:2], *([1] * (picked.dim() - 3)), length).expand(*picked.shape[:-1], length)
-    return picked.gather(-1, idx)
-
-
 class InputPipeline(nn.Module):
-    """Raw store batch on the device → model input; holds the normalisation statistics as buffers.
+    """Windowed batch on the device → model input; holds the normalisation statistics as buffers.
 
     Its state dict travels in the checkpoints, so `predict` normalises exactly as training did
     without opening the store.
@@ -168,27 +133,6 @@ class InputPipeline(nn.Module):
         mean, std = getattr(self, f"{name}_mean").view(shape), getattr(self, f"{name}_std").view(shape)
         return (x.float() - mean) / std
 
-    def _aligned_frames(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        """Window positions for an aligned waveform + spectrogram pair: the waveform's drawn as usual,
-        the spectrogram's at the frame where that waveform window starts."""
-        if not self.config.aligned or sorted(self.layouts.values()) != ["spectrogram", "waveform"]:
-            return {}
-        c, views = self.config, self.config.eval_crops
-        wave = next(n for n, layout in self.layouts.items() if layout == "waveform")
-        spectro = next(n for n, layout in self.layouts.items() if layout == "spectrogram")
-        if not hasattr(self.features[spectro].settings, "hop") or not hasattr(self.features[wave], "starts"):
-            return {}  # a plug-in's arrays: no frame grid to align on
-        x, frames = batch[wave], batch[spectro].shape[-1]
-        length = c.crop_samples or x.shape[-1]
-        g = window_positions(x, length, train, views)
-        per_crop = x.shape[-1] - length + 1
-        starts = torch.as_tensor(self.features[wave].starts(), device=x.device)
-        first_sample = starts[g // per_crop] + g % per_crop
-        room = frames - (c.crop_frames or frames)
-        hop = self.features[spectro].settings.hop
-        first_frame = torch.div(first_sample + hop // 2, hop, rounding_mode="floor")
-        return {wave: g, spectro: first_frame.clamp(0, room)}
-
     def _image(self, x: torch.Tensor) -> torch.Tensor:
         """(b, v, bands, frames) → (b, v, 3, S, S): each window resized, then scaled to [0, 1] by its extremes."""
         b, v = x.shape[:2]
@@ -199,11 +143,10 @@ class InputPipeline(nn.Module):
         image = (image - lo) / (hi - lo).clamp_min(1e-6)
         return image.view(b * v, 1, size, size).expand(-1, 3, -1, -1).reshape(b, v, 3, size, size)
 
-    def _one(self, name: str, x: torch.Tensor, train: bool, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """One feature → (batch, views, *sample shape)."""
-        c, views = self.config, self.config.eval_crops
-        if self.layouts[name] == "spectrogram":
-            x = take_windows(x.unsqueeze(1), c.crop_frames or x.shape[-1], train, views, positions)
+    def _one(self, name: str, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """One array of a windowed batch (`trainers.windows`) -> (batch, views, *sample shape)."""
+        c = self.config
+        if self.layouts[name] == "spectrogram":  # (b, v, bands, frames)
             if c.image_size:
                 x = self._image(x)
             else:
@@ -211,8 +154,8 @@ class InputPipeline(nn.Module):
             if train:
                 x = self.augment.spectrogram(x[:, 0]).unsqueeze(1)
             return x
-        if self.layouts[name] == "waveform":
-            x = take_windows(x, c.crop_samples or x.shape[-1], train, views, positions).float().unsqueeze(2)
+        if self.layouts[name] == "waveform":  # (b, v, samples)
+            x = x.float().unsqueeze(2)
             if train:
                 x = self.augment.waveform(x[:, 0]).unsqueeze(1)
             return x
@@ -226,9 +169,9 @@ class InputPipeline(nn.Module):
         return x
 
     def forward(self, batch: dict[str, torch.Tensor], train: bool):
-        """Returns (model input, view weights): input rows are (batch * views); weights (batch, views)."""
-        positions = self._aligned_frames(batch, train)
-        parts = [self._one(name, batch[name], train, positions.get(name)) for name in self.config.arrays]
+        """A windowed batch (`trainers.windows.Windows`) -> (model input, view weights): input rows
+        are (batch * views); weights (batch, views)."""
+        parts = [self._one(name, batch[name], train) for name in self.config.arrays]
         views = max(p.shape[1] for p in parts)
         parts = [p.expand(-1, views, *p.shape[2:]) if p.shape[1] == 1 else p for p in parts]
         flat = [p.reshape(-1, *p.shape[2:]) for p in parts]

@@ -9,12 +9,13 @@ exactly as the uninterrupted one would have.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,12 +33,20 @@ from trainers.io import atomic_path, write_json
 from trainers.models import check_input, count_parameters
 from trainers.options import from_config
 from trainers.prepare import Data, open_data, require, run_splits
-from trainers.runtime import autocast, infer, make_loader, make_model, resolve_device, to_device
+from trainers.runtime import (Acceleration, autocast, infer, make_loader, make_model, memory_format, resolve_device,
+                              to_device)
 from trainers.tasks import DEFAULT_MONITOR, MONITORS, AveragedLoss
 from trainers.transfer import init_from_runs
 
 HISTORY = "history.csv"
 OnEpoch = Callable[[int, float], None]
+
+
+class EpochTimes(NamedTuple):
+    loss: float  # mean training loss
+    seen: int  # samples trained on
+    seconds: float  # wall time of the training pass
+    waited: float  # of which blocked on the loader: near `seconds`, the loader bounds training
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -65,9 +74,11 @@ class Fit:
     """One model trained on one (train, valid) pair of clip sets, writing into `out`."""
 
     def __init__(self, config: TrainConfig, data: Data, train: np.ndarray, valid: np.ndarray, out: Path,
-                 monitor: str, device: torch.device, progress: bool | None, on_epoch: OnEpoch | None = None):
+                 monitor: str, device: torch.device, progress: bool | None, on_epoch: OnEpoch | None = None,
+                 acceleration: Acceleration | None = None):
         self.config, self.data, self.out, self.device, self.progress = config, data, out, device, progress
         self.on_epoch = on_epoch
+        self.fast = acceleration or Acceleration.resolve(config.precision, config.channels_last, config.compile, device)
         self.column, self.mode = MONITORS[monitor]
         torch.manual_seed(config.seed)
         self.model, self.pipeline = make_model(config.model, data.spec, config.input, len(data.labels), config.augment)
@@ -76,6 +87,8 @@ class Fit:
             init_from_runs(self.model, self.pipeline, config.init_from, data.arrays_hash, config.freeze_encoders)
         self.model.to(device)
         self.pipeline.to(device)
+        self.model, self.forward = self.fast.prepare(self.model)
+        self.scaler = self.fast.scaler(device)
         weights = data.task.class_weights(data.targets[train]) if config.class_weights else None
         self.loss_fn = data.task.loss(weights).to(device)
         self.valid_loss = AveragedLoss(data.task, weights)
@@ -100,7 +113,8 @@ class Fit:
         state = {"model": self.model.state_dict(), "inputs": self.pipeline.state_dict(), "epoch": self.state["epoch"]}
         if full:
             state |= {"optimizer": self.optimizer.state_dict(), "loop": dict(self.state),
-                      "scheduler": self.scheduler.state_dict() if self.scheduler else {}}
+                      "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+                      "scaler": self.scaler.state_dict()}
         return state
 
     def restore(self) -> None:
@@ -111,39 +125,48 @@ class Fit:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # fp16 runs; absent from checkpoints written before --precision
+            self.scaler.load_state_dict(state["scaler"])
         self.state = dict(state["loop"])
         history = pd.read_csv(self.out / HISTORY)
         self.history = history[history["epoch"] <= self.state["epoch"]].to_dict("records")
 
     # --- epochs ---
-    def _train_epoch(self, epoch: int, loader) -> tuple[float, int, float]:
+    def _train_epoch(self, epoch: int, loader) -> EpochTimes:
         self.model.train()
-        total, seen, start = torch.zeros((), device=self.device), 0, time.perf_counter()
+        total, seen, waited, start = torch.zeros((), device=self.device), 0, 0.0, time.perf_counter()
         bar = tqdm(loader, total=math.ceil(len(self.train_set) / self.config.batch_size), unit="batch",
                    desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
                    disable=None if self.progress is None else not self.progress,
                    file=sys.stderr)
-        for step, batch in enumerate(bar):
+        batches = iter(bar)
+        for step in itertools.count():
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
+                break
             n = len(batch["y"])
             if n < 2:  # batch norm cannot train on a single sample; happens only to a reader's last batch
                 continue
             total += self.step(batch) * n
             seen += n
-            if step % 10 == 0:
+            if step % 10 == 0 and not bar.disable:  # .item() waits for the device: only for a visible bar
                 bar.set_postfix(loss=f"{total.item() / seen:.4f}")
-        return total.item() / max(seen, 1), seen, time.perf_counter() - start
+        return EpochTimes(total.item() / max(seen, 1), seen, time.perf_counter() - start, waited)
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimisation step on a loader batch; the batch's mean loss, left on the device."""
         batch = to_device(batch, self.device)
         with torch.no_grad():
             x, _ = self.pipeline(batch, train=True)
-        with autocast(self.device, self.config.amp):
-            logits = self.model(x)
+        with autocast(self.device, self.fast.precision):
+            logits = self.forward(memory_format(x, self.fast.channels_last))
         loss = self.loss_fn(logits.float(), batch["y"])
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.detach()
 
     def run(self) -> dict[str, Any]:
@@ -156,13 +179,15 @@ class Fit:
                 break
             torch.manual_seed(epoch_seed(c.seed, epoch))
             self.train_set.set_epoch(epoch)
-            train_loss, seen, seconds = self._train_epoch(epoch, train_loader)
+            train_loss, seen, seconds, waited = self._train_epoch(epoch, train_loader)
             y, prob, _, val_loss, *_ = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
-                                             self.valid_loss, amp=c.amp)
+                                             self.valid_loss, precision=self.fast.precision,
+                                             channels_last=self.fast.channels_last)
             evaluation = self.data.task.evaluate(y, prob)
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    **{f"val_{k}": v for k, v in evaluation.summary.items() if k != "n_clips"},
-                   "lr": self.optimizer.param_groups[0]["lr"], "samples_per_s": seen / seconds, "seconds": seconds}
+                   "lr": self.optimizer.param_groups[0]["lr"], "samples_per_s": seen / seconds, "seconds": seconds,
+                   "data_wait": waited / seconds}
             value = float(row[self.column])
             self.state["epoch"] = epoch
             if _better(value, self.state["best"], self.mode):
@@ -182,7 +207,8 @@ class Fit:
                 parts.append(f"{self.column} {value:.4f}")
             if self.state["best_epoch"] == epoch:
                 parts[-1] += "  *"
-            parts += [f"lr {row['lr']:.2g}", f"{row['samples_per_s']:.0f} samples/s"]
+            parts += [f"lr {row['lr']:.2g}", f"{row['samples_per_s']:.0f} samples/s",
+                      f"{row['data_wait']:.0%} waiting for data"]
             tqdm.write("  ".join(parts), file=sys.stdout)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, value)
@@ -201,7 +227,7 @@ class Fit:
         if len(test) == 0:
             print(f"store {self.data.url} has no usable test clips: metrics.json not written")
             return {}
-        evaluation = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device)
+        evaluation = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device, self.fast)
         for note in evaluation.notes:
             print(f"note: {note}")
         write_evaluation(self.out, evaluation, meta=meta, title=title, history=pd.DataFrame(self.history),
@@ -210,12 +236,14 @@ class Fit:
 
 
 def _write_config(out: Path, config: TrainConfig, data: Data, monitor: str, device: torch.device,
-                  n_params: int | None = None, **extra: Any) -> None:
+                  fast: Acceleration, n_params: int | None = None, **extra: Any) -> None:
     """RUN/config.json: the options as given, and what the store and data decided (enough to rerun)."""
     resolved = {
         "task": data.task.name, "labels": list(data.labels), "monitor": monitor, "monitor_column": MONITORS[monitor][0],
         "store": data.url, "spec": data.spec.to_dict(), "spec_hash": data.spec_hash,
         "input_shape": config.input.sample_shape(data.spec), "parameters": n_params, "device": str(device),
+        "precision": fast.precision, "channels_last": fast.channels_last, "compile": fast.compile,
+        "compile_note": fast.compile_note,
         "workers": config.workers(), "clips": {k: int(len(v)) for k, v in data.splits.items()},
         "notes": data.notes, "versions": {"featurestore": __version__, "torch": torch.__version__}, **extra,
     }
@@ -255,17 +283,19 @@ def train(config: TrainConfig, progress: bool | None = None, on_epoch: OnEpoch |
     if monitor not in MONITORS:
         raise UserError(f"--monitor must be one of {', '.join(MONITORS)}")
     device = resolve_device(config.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input shapes: let cuDNN pick its kernels
+    fast = Acceleration.resolve(config.precision, config.channels_last, config.compile, device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed training shapes: let cuDNN pick its kernels
     for note in data.notes:
         print(f"note: {note}")
     if config.folds:
-        _write_config(Path(config.out), config, data, monitor, device, folds=config.folds)
-        fit = functools.partial(fit_and_test, monitor=monitor, device=device, progress=progress, on_epoch=on_epoch)
+        _write_config(Path(config.out), config, data, monitor, device, fast, folds=config.folds)
+        fit = functools.partial(fit_and_test, monitor=monitor, device=device, progress=progress, on_epoch=on_epoch,
+                                acceleration=fast)
         return cross_validate(config, data, fit, MONITORS[monitor][0])
     train_idx = require(data.splits["train"], "train", data.url)
     valid_idx = require(data.splits["valid"], "valid", data.url)
     return fit_and_test(config, data, train_idx, valid_idx, data.splits["test"], Path(config.out), monitor, device,
-                        progress, on_epoch)
+                        progress, on_epoch, acceleration=fast)
 
 
 def _recipe_hint(exc: UserError, config: TrainConfig) -> UserError:
@@ -280,19 +310,20 @@ def _recipe_hint(exc: UserError, config: TrainConfig) -> UserError:
 
 def fit_and_test(config: TrainConfig, data: Data, train_idx: np.ndarray, valid_idx: np.ndarray, test_idx: np.ndarray,
                  out: Path, monitor: str, device: torch.device, progress: bool | None,
-                 on_epoch: OnEpoch | None = None, **extra: Any) -> dict[str, Any]:
+                 on_epoch: OnEpoch | None = None, acceleration: Acceleration | None = None,
+                 **extra: Any) -> dict[str, Any]:
     """Train on `train_idx`, select on `valid_idx`, test the best checkpoint;
     {"valid", "test", "best_epoch", "best" (the monitored value there)}."""
     if on_epoch is not None and extra.get("fold"):
         first, report = (extra["fold"] - 1) * config.epochs, on_epoch
         on_epoch = lambda epoch, value: report(first + epoch, value)  # noqa: E731
-    fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress, on_epoch)
+    fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress, on_epoch, acceleration)
     n_params = count_parameters(fit.model)
     if (out / checkpoint.LAST).is_file() and config.resume:
         fit.restore()
         print(f"resuming {out} after epoch {fit.state['epoch']}")
     else:
-        _write_config(out, config, data, monitor, device, n_params, **extra)
+        _write_config(out, config, data, monitor, device, fit.fast, n_params, **extra)
     print(f"{config.model} ({config.input.kind} {config.input.sample_shape(data.spec)}, {n_params:,} parameters) "
           f"on {len(train_idx)} train / {len(valid_idx)} valid clips, {data.task.name}, {device}")
     state = fit.run()

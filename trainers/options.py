@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "augment": True, "aug_prob": 0.5, "wave_noise_p": None, "wave_mask_p": None, "time_mask_p": None,
     "freq_mask_p": None, "feature_noise_p": None, "time_mask": 30, "freq_mask": 2, "noise_sigma": 0.015,
     "split": None, "valid_fraction": 0.1, "folds": None, "init_from": None, "freeze_encoders": False,
-    "device": "auto", "amp": True, "seed": 0, "num_workers": 4, "block_clips": None, "shuffle_buffer": None,
+    "device": "auto", "precision": "auto", "channels_last": False, "compile": False, "seed": 0, "num_workers": 4, "block_clips": None, "shuffle_buffer": None,
     "allow_partial": False, "verify_store": False,
 }
 PROBABILITIES = ("wave_noise_p", "wave_mask_p", "time_mask_p", "freq_mask_p", "feature_noise_p")
@@ -57,6 +57,8 @@ def read_options(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise UserError(f"--config {path}: expected a JSON object of options")
     options = {k: v for k, v in options.items() if k not in ("store", "out", "resume")}
+    if "amp" in options:  # files written before --precision: --no-amp was float32
+        options["precision"] = "auto" if options.pop("amp") else "fp32"
     check_names(options, f"--config {path}")
     return options
 
@@ -96,7 +98,8 @@ def to_config(store: str, out: str, options: dict[str, Any], resume: bool = Fals
         epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"],
         optimizer=o["optimizer"], momentum=o["momentum"], scheduler=o["scheduler"], lr_patience=o["lr_patience"],
         lr_factor=o["lr_factor"], patience=o["patience"], monitor=o["monitor"], class_weights=o["class_weights"],
-        device=o["device"], amp=o["amp"], seed=o["seed"], num_workers=o["num_workers"], block_clips=o["block_clips"],
+        device=o["device"], precision=o["precision"], channels_last=o["channels_last"], compile=o["compile"],
+        seed=o["seed"], num_workers=o["num_workers"], block_clips=o["block_clips"],
         shuffle_buffer=o["shuffle_buffer"], folds=o["folds"], split=o["split"], valid_fraction=o["valid_fraction"],
         init_from=tuple(o["init_from"]) if o["init_from"] else None, freeze_encoders=o["freeze_encoders"],
         recipe=o["recipe"], allow_partial=o["allow_partial"], verify_store=o["verify_store"], resume=resume,

@@ -21,6 +21,7 @@ from trainers.config import load_run
 from trainers.inputs import average_views, valid_segments
 from trainers.runtime import make_model
 from trainers.tasks import Task
+from trainers.windows import Windows
 
 
 def audio_inputs(items: list[str]) -> list[tuple[str, str | None]]:
@@ -66,6 +67,7 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
     pipeline.load_state_dict(state["inputs"])
     model.eval()
     extractor = FeatureExtractor(spec, config.input.arrays)
+    windows = Windows(spec, config.input)
     segments = next((f for f in config.input.features(spec) if f.layout == "segments"), None)
 
     for f, error in audio_inputs(items):
@@ -80,7 +82,7 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
             continue
         stored = {name: features[name].astype(spec.feature(name).dtype)
                   for name in config.input.arrays}  # what the store holds for this clip
-        batch = {name: torch.from_numpy(values)[None] for name, values in stored.items()}
+        batch = windows({name: [values] for name, values in stored.items()}, train=False)
         if segments is not None:
             batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), segments))
         with torch.no_grad():

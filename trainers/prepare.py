@@ -41,13 +41,18 @@ def split_indices(manifest, usable: np.ndarray, splits: tuple[str, ...]) -> np.n
 
 @dataclass(frozen=True)
 class Source:
-    """What to read: a store, the arrays, the clips (sorted store positions) and every clip's targets."""
+    """What to read: a store, the input (its arrays and windows), the clips (sorted store positions)
+    and every clip's targets."""
 
     url: str
-    arrays: tuple[str, ...]
+    inputs: InputConfig
     indices: np.ndarray
     targets: np.ndarray  # (all clips in the store, classes)
     spec: FeatureSpec
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        return self.inputs.arrays
 
     @property
     def segments(self) -> Any:
@@ -75,7 +80,7 @@ class Data:
     store: Store | None = None  # as opened, once
 
     def source(self, indices: np.ndarray, inputs: InputConfig) -> Source:
-        return Source(self.url, inputs.arrays, np.sort(indices), self.targets, self.spec)
+        return Source(self.url, inputs, np.sort(indices), self.targets, self.spec)
 
     def stats_for(self, train: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Normalisation statistics over exactly the clips a model trains on: the store's own for its

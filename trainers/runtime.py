@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -27,9 +29,74 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 mixed precision on CUDA (unless disabled); full float32 on the CPU (and deterministic there)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast on a CUDA device that has it, else fp16 (with a gradient scaler);
+    float32 on the CPU, where autocast is slower and would change results."""
+    if precision != "auto":
+        if precision != "fp32" and device.type != "cuda":
+            raise UserError(f"--precision {precision} needs a CUDA device; this run is on {device}: "
+                            "use --precision fp32 or auto")
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for a resolved `precision` (fp32: off)."""
+    return torch.autocast(device.type, dtype=_DTYPES.get(precision, torch.bfloat16), enabled=precision in _DTYPES)
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How a run uses its device, decided once from the options and the device (config.json's
+    "resolved" records it): the autocast precision, channels-last layout, and whether training
+    steps run through torch.compile (`compile_note` says why not, when it was asked for)."""
+
+    precision: str
+    channels_last: bool
+    compile: bool
+    compile_note: str | None = None
+
+    @classmethod
+    def resolve(cls, precision: str, channels_last: bool, compile: bool, device: torch.device) -> Acceleration:
+        note = _compile_problem(device) if compile else None
+        if note:
+            print(f"--compile: torch.compile cannot compile on this machine ({note}); training without it")
+        return cls(resolve_precision(precision, device), channels_last, compile and note is None, note)
+
+    def prepare(self, model: torch.nn.Module) -> tuple[torch.nn.Module, Callable]:
+        """The model in its layout, and the callable a training step runs it through."""
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model, torch.compile(model) if self.compile else model
+
+    def scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """fp16 needs its gradients scaled; for every other precision the scaler passes them through."""
+        return torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+
+
+def _compile_problem(device: torch.device) -> str | None:
+    """None if torch.compile's default backend compiles a tiny function on `device`, else its
+    error's first line (no C++ compiler for the CPU, no Triton for the GPU, ...)."""
+    # inductor's C++ toolchain lookup logs a CUDA_HOME warning on machines without CUDA: not news here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    try:
+        torch.compile(lambda x: x.sin() + 1)(torch.ones(4, device=device))
+    except Exception as exc:  # noqa: BLE001 - any failure of the backend means: run eagerly
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def memory_format(x, channels_last: bool):
+    """Images and spectrogram batches (4-D) in channels-last layout when asked (faster convolutions
+    on tensor cores); other inputs as they are."""
+    if isinstance(x, tuple):
+        return tuple(memory_format(t, channels_last) for t in x)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 def _worker_init(_: int) -> None:
@@ -63,9 +130,9 @@ class _RawBatches(torch.utils.data.Dataset):
 class Loader:
     """Raw batches of a StreamingStoreDataset or StoreDataset through a DataLoader, as dicts of tensors.
 
-    The datasets make whole batches in the worker processes (one message per batch); the small
-    NumPy parts become tensors here, without a copy. Workers persist from one iteration (epoch)
-    to the next, so a loader made once per run pays the process start-up once.
+    The datasets make whole batches, windows cut, in the worker processes (one message per
+    batch); on CUDA the DataLoader pins every tensor of it. Workers persist from one iteration
+    (epoch) to the next, so a loader made once per run pays the process start-up once.
     """
 
     def __init__(self, dataset: StreamingStoreDataset | StoreDataset, *, batch_size: int, workers: int,
@@ -83,8 +150,7 @@ class Loader:
                                                                                 False), **common)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for batch in self.loader:
-            yield {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+        return iter(self.loader)
 
 
 def make_loader(dataset: StreamingStoreDataset | StoreDataset, *, batch_size: int, workers: int,
@@ -113,27 +179,36 @@ class Inference(NamedTuple):
 
 @torch.no_grad()
 def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device,
-          loss_fn: AveragedLoss | None = None, amp: bool = True, per_view: bool = False) -> Inference:
-    """Per-clip probabilities averaged over each clip's views, and the loss of those averages."""
+          loss_fn: AveragedLoss | None = None, precision: str = "fp32", per_view: bool = False,
+          channels_last: bool = False) -> Inference:
+    """Per-clip probabilities averaged over each clip's views, and the loss of those averages.
+
+    Results stay on the device until the split is done (one copy to the host at the end), and
+    cuDNN's autotuner is off: evaluation shapes change (views per clip, a ragged last batch)."""
     model.eval()
     ys, probs, index, views_y, views_p = [], [], [], [], []
     loss_sum, loss_weight = torch.zeros((), device=device), torch.zeros((), device=device)
-    for batch in loader:
-        batch = to_device(batch, device)
-        x, w = pipeline(batch, train=False)
-        with autocast(device, amp):
-            logits = model(x).float()
-        if loss_fn is not None:
-            total, weight = loss_fn(logits, w, batch["y"])
-            loss_sum, loss_weight = loss_sum + total, loss_weight + weight
-        p = task.probabilities(logits)
-        if per_view:
-            keep = w.flatten() > 0
-            views_p.append(p[keep].cpu())
-            views_y.append(batch["y"].repeat_interleave(w.shape[1], 0)[keep].cpu())
-        probs.append(average_views(p, w).cpu())
-        ys.append(batch["y"].cpu())
-        index.append(batch["index"].cpu())
+    tuning, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    try:
+        for batch in loader:
+            batch = to_device(batch, device)
+            x, w = pipeline(batch, train=False)
+            with autocast(device, precision):
+                logits = model(memory_format(x, channels_last)).float()
+            if loss_fn is not None:
+                total, weight = loss_fn(logits, w, batch["y"])
+                loss_sum, loss_weight = loss_sum + total, loss_weight + weight
+            p = task.probabilities(logits)
+            if per_view:
+                keep = w.flatten() > 0
+                views_p.append(p[keep])
+                views_y.append(batch["y"].repeat_interleave(w.shape[1], 0)[keep])
+            probs.append(average_views(p, w))
+            ys.append(batch["y"])
+            index.append(batch["index"])
+    finally:
+        torch.backends.cudnn.benchmark = tuning
+    host = lambda parts: torch.cat(parts).cpu().numpy()  # noqa: E731
     loss = (loss_sum / loss_weight).item() if loss_fn is not None and loss_weight > 0 else math.nan
-    extra = (torch.cat(views_y).numpy(), torch.cat(views_p).numpy()) if per_view else ()
-    return Inference(torch.cat(ys).numpy(), torch.cat(probs).numpy(), torch.cat(index).numpy(), loss, *extra)
+    extra = (host(views_y), host(views_p)) if per_view else ()
+    return Inference(host(ys), host(probs), host(index), loss, *extra)
