@@ -216,8 +216,8 @@ def run_info(args: argparse.Namespace) -> int:
     counts = {name: int((status == value).sum()) for name, value in (("ok", OK), ("failed", FAILED), ("pending", PENDING))}
     print(f"store      {store.url}")
     if store.build_state != "complete":
-        state = (f"INCOMPLETE ({store.build_state}): {counts['pending']} clips pending, counts include committed "
-                 "shards only; finish it by re-running its `featurestore build` command")
+        state = (f"INCOMPLETE ({store.build_state}): {_completeness(store)}; counts include committed shards "
+                 "only; finish it by re-running its `featurestore build` command")
     elif counts["pending"]:
         state = (f"DAMAGED: marked complete, but {counts['pending']} clips are in shards whose files or commit "
                  f"records no longer match; see `featurestore verify {args.store}`, re-run its build to rebuild them")
@@ -252,6 +252,16 @@ def run_info(args: argparse.Namespace) -> int:
         table.append(line)
     _print_table(table, right_from=6)
     return 0
+
+
+def _completeness(store) -> str:
+    """Which arrays lack clips: '32 of 192 clips pending in waveform (logmel, mfcc complete)'."""
+    pending = {name: store.n_clips - committed(store, name) for name in store.spec.names}
+    missing = [f"{n:,} of {store.n_clips:,} clips pending in {name}" for name, n in pending.items() if n]
+    complete = [name for name, n in pending.items() if not n]
+    if not missing:
+        return f"every array's clips committed, {store.n_pending:,} clips pending"
+    return "; ".join(missing) + (f" ({', '.join(complete)} complete)" if complete else "")
 
 
 def committed(store, name: str) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from manifests.errors import UserError
 
-__all__ = ["AudioError", "SettingsError", "StorageError", "StoreFormatError", "UserError"]
+__all__ = ["AudioError", "NotReadable", "SettingsError", "StorageError", "StoreFormatError", "UserError"]
 
 
 class SettingsError(UserError, ValueError):
@@ -40,3 +40,17 @@ class AudioError(Exception):
     @property
     def reason(self) -> str:
         return self.args[0]
+
+
+class NotReadable(AudioError):
+    """The file could not be read by this process: not found, permission denied, an I/O error.
+    That may be the file's fault or the reading machine's (a missing mount, another uid, a stale
+    network handle): a build records it as the clip's failure only once its own process cannot
+    read the file either, and retries such recorded failures when it can."""
+
+    _PREFIXES = ("file not found", "permission denied", "cannot open: ")
+
+    @classmethod
+    def describes(cls, reason: str) -> bool:
+        """Whether a recorded failure reason is of this kind (a symlink loop is the file's own)."""
+        return reason.startswith(cls._PREFIXES) and "symlink loop" not in reason

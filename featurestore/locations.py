@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import uuid
 from collections.abc import Iterator
@@ -30,10 +31,13 @@ def location(path_or_url: str | os.PathLike[str]) -> str:
 
 
 def canonical(path_or_url: str | os.PathLike[str]) -> str:
-    """One name per place: local paths resolved through symlinks, `..` and `.`; URLs without a
-    trailing slash."""
+    """One name per place: local paths resolved through symlinks, `..` and `.`; URLs with `..`,
+    `.`, repeated and trailing slashes normalised away (an object store has no symlinks)."""
     s = os.fspath(path_or_url)
-    return s.rstrip("/") if "://" in s else os.path.realpath(s)
+    if "://" not in s:
+        return os.path.realpath(s)
+    protocol, rest = s.split("://", 1)
+    return f"{protocol}://{posixpath.normpath(rest)}" if rest.strip("/") else s
 
 
 def join(url: str, *parts: str) -> str:

@@ -82,6 +82,9 @@ def validate(table: pd.DataFrame, meta: ManifestMeta) -> str | None:
     bad_split = ~table["split"].isin(SPLITS)
     if bad_split.any():
         return f"split {table['split'][bad_split].iloc[0]!r} is not one of {', '.join(SPLITS)}"
+    nul = table["path"].astype(str).str.contains("\0", regex=False).to_numpy()
+    if nul.any():
+        return f"path {table['path'].iloc[int(nul.argmax())]!r} is not a valid path: it holds a NUL byte (0x00)"
     bad_path = first_invalid_path(table["path"])
     if bad_path is not None:
         return f"path {table['path'].iloc[bad_path]!r} is not relative to the audio root"

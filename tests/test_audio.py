@@ -249,3 +249,18 @@ def test_reasons_never_leak_other_exceptions(tmp_path):
 def test_audio_error_is_one_line():
     assert AudioError("bad\n  thing").reason == "bad thing"
     assert os.linesep not in str(AudioError("a\r\nb"))
+
+
+def test_decoder_notes_become_part_of_the_reason_not_stray_stderr_lines(tmp_path, capfd):
+    """libmpg123 prints "Note: Illegal Audio-MPEG-Header ..." on file descriptor 2; the clip's
+    one-line reason carries the first of them, and nothing reaches stderr."""
+    data = bytearray(write(tmp_path / "whole.mp3", 3.0, 16_000, 1, "MP3", None).read_bytes())
+    data[len(data) // 3 : 2 * len(data) // 3] = bytes(2 * len(data) // 3 - len(data) // 3)  # a hole mid-stream
+    (tmp_path / "holed.mp3").write_bytes(bytes(data))
+    capfd.readouterr()
+    text = reason(tmp_path / "holed.mp3", duration=3.0)
+    assert text.startswith("truncated") and "(decoder: Illegal Audio-MPEG-Header 0x00000000 at offset " in text
+    assert "more note(s))" in text
+    assert capfd.readouterr().err == ""
+    os.write(2, b"a line of someone else's\n")  # what is not the decoder's still reaches stderr
+    assert capfd.readouterr().err == "a line of someone else's\n"

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featurestore.cli import main
 from featurestore.errors import StoreFormatError
@@ -137,3 +139,87 @@ def test_every_command_refuses_an_edited_store_in_one_line_naming_the_field(edit
     assert time.monotonic() - started < SECONDS * 6, "six refusals, each within seconds"
     assert sorted((p.relative_to(store), p.stat().st_size) for p in store.rglob("*") if p.is_file()) == before
     assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
+
+
+# --- generated edits -------------------------------------------------------------------------------
+
+def _documents(store: Path) -> dict[str, tuple[Path, tuple]]:
+    """The JSON documents a store is described by: file, and where this package's part sits in it
+    (a key path; the root attributes are a JSON string inside the root zarr.json)."""
+    return {
+        "root attributes": (store / "zarr.json", ("attributes", "featurestore")),
+        "commit record": (store / "commits" / "shard-00001" / "zarr.json", ("attributes", "featurestore")),
+        "consolidated metadata": (store / "zarr.json", ("consolidated_metadata",)),
+        "array metadata": (store / "logmel" / "zarr.json", ()),
+        "manifest copy": (next((store / "manifest").glob("parquet-*")) / "zarr.json", ()),
+    }
+
+
+def _key_paths(value, prefix: tuple = ()) -> list[tuple]:
+    """Every key path inside a JSON value, containers and leaves alike."""
+    paths = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            paths += _key_paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:4]):
+            paths += _key_paths(v, (*prefix, i))
+    return paths
+
+
+HOSTILE_VALUES = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12), st.lists(st.integers(min_value=-(2**40), max_value=2**40), max_size=4),
+    st.sampled_from([None, True, False, [], {}, "", "../../../etc/passwd", "/etc/passwd", 10**15, 1e15, -1, 0,
+                     [10**12, 80, 16], {"metadata": 5}]),
+)
+
+
+@pytest.mark.parametrize("name", ["root attributes", "commit record", "consolidated metadata", "array metadata",
+                                  "manifest copy"])
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_generated_edits_end_every_command_in_one_line_within_seconds(name, data, built_store, store_corpus,
+                                                                      tmp_path_factory, dask_cluster, capsys):
+    """Hypothesis edits one value (or truncates) one document of a copy of a store; `info`,
+    `verify`, `train` and `build` each either work or refuse in one line naming the store, within
+    10 s, with no traceback."""
+    base = tmp_path_factory.mktemp("generated")
+    store = base / "store.zarr"
+    shutil.copytree(built_store[0], store)
+    path, inside = _documents(store)[name]
+    text = path.read_text()
+    if data.draw(st.booleans(), label="truncate"):
+        path.write_text(text[: data.draw(st.integers(min_value=0, max_value=len(text) - 1), label="cut at")])
+    else:
+        document = json.loads(text)
+        holder, part = document, document
+        for key in inside:
+            holder, part = part, part[key]
+        as_string = isinstance(part, str)
+        value = json.loads(part) if as_string else part
+        target = data.draw(st.sampled_from(_key_paths(value)), label="key path")
+        edit = _set(target, data.draw(HOSTILE_VALUES, label="value"))
+        edit(value)
+        if inside:
+            holder[inside[-1]] = json.dumps(value) if as_string else value
+        path.write_text(json.dumps(document if inside else value))
+    commands = {
+        "info": ["info", str(store)],
+        "verify": ["verify", str(store)],
+        "train": ["train", str(store), "--model", "mlp", "--out", str(base / "run"), "--epochs", "1",
+                  "--num-workers", "0"],
+        "build": ["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out", str(store),
+                  "--scheduler", dask_cluster.scheduler_address, "--quiet"],
+    }
+    for command, argv in commands.items():
+        capsys.readouterr()
+        started = time.monotonic()
+        code = main(argv)
+        seconds = time.monotonic() - started
+        err = capsys.readouterr().err
+        assert seconds < SECONDS, f"{command} took {seconds:.1f} s"
+        assert "Traceback" not in err, f"{command}: {err}"
+        assert code in (0, 1, 2), f"{command} exited {code}: {err}"
+        if code == 2:
+            assert err.count("\n") == 1 and str(store) in err, f"{command}: {err}"

@@ -116,3 +116,23 @@ def test_load_from_a_url(manifest, tmp_path):
     with fsspec.open("memory://manifests/m.parquet", "wb") as handle:
         handle.write(manifests.save(manifest, tmp_path / "m.parquet").read_bytes())
     assert manifests.load("memory://manifests/m.parquet").content_hash() == manifest.content_hash()
+
+
+def test_a_path_holding_a_nul_byte_is_refused_as_not_a_valid_path(manifest, tmp_path, capsys):
+    """A hand-edited Parquet manifest whose path holds a NUL byte: refused when read, in one line
+    naming the path, before a build starts (it used to fail its clip as 'embedded null byte')."""
+    from featurestore.cli import main
+
+    good = manifests.save(manifest, tmp_path / "m.parquet")
+    table = pq.read_table(good)
+    paths = table.column("path").to_pylist()
+    paths[2] = paths[2].replace("/", "/\0", 1)
+    pq.write_table(table.set_column(table.schema.get_field_index("path"), "path", pa.array(paths)),
+                   tmp_path / "nul.parquet")
+    with pytest.raises(UserError, match=r"is not a valid path: it holds a NUL byte \(0x00\)"):
+        manifests.load(tmp_path / "nul.parquet")
+    out = tmp_path / "store.zarr"
+    assert main(["build", str(tmp_path / "nul.parquet"), "--audio-root", str(tmp_path / "audio"), "--out",
+                 str(out), "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid path: it holds a NUL byte" in err and err.count("\n") == 1 and not out.exists()

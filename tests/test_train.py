@@ -472,3 +472,29 @@ def test_options_layer_defaults_recipe_file_and_flags(tmp_path, capsys):
     assert "needs --model NAME or --recipe NAME" in capsys.readouterr().err
     assert main(["train", "s.zarr", "--out", str(tmp_path / "r"), "--recipe", "nope"]) == 2
     assert "unknown recipe 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"lr": "abc"}, "lr"), ({"options": {"lr": "x"}}, "lr"), ({"batch_size": 1e12}, "batch_size"),
+    ({"seed": "abc"}, "seed"), ({"epochs": 0}, "epochs"), ({"aug_prob": 1.5}, "aug_prob"),
+    ({"num_workers": -1}, "num_workers"), ({"precision": "fp8"}, "precision"), ({"augment": "yes"}, "augment"),
+    ({"init_from": "run"}, "init_from"), ({"valid_fraction": 1.0}, "valid_fraction"),
+])
+def test_config_file_values_are_checked_like_flags(options, key, tmp_path, capsys):
+    """A --config file's values are typed and ranged as the flags are, for `train` and `tune` alike:
+    one line naming the option and its value, no traceback, nothing written."""
+    file = tmp_path / "options.json"
+    file.write_text(json.dumps({"model": "mlp", **options}))
+    assert main(["train", "s.zarr", "--out", str(tmp_path / "run"), "--config", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {file}: {key}:" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    value = json.dumps((options.get("options") or options)[key])
+    assert value[:20] in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_tune_options_are_checked_like_train_options(tmp_path, capsys):
+    assert main(["tune", "s.zarr", "--recipe", "mtat-cnn", "--trials", "1", "--out", str(tmp_path / "t"),
+                 "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "epochs" in err and "Traceback" not in err

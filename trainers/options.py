@@ -8,9 +8,13 @@ configuration, so `train --config FILE` accepts either.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from featurestore.settings import FORBID, Field, parse
 
 from featurestore.errors import UserError
 from trainers.augment import AugmentConfig
@@ -18,22 +22,77 @@ from trainers.config import TrainConfig
 from trainers.inputs import InputConfig
 from trainers.io import read_json
 
+PROBABILITIES = ("wave_noise_p", "wave_mask_p", "time_mask_p", "freq_mask_p", "feature_noise_p")
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every option's type and range: a --config file's values (and the layered result) are checked
+    like flags, one line naming the option and the value. Defaults stand in for absent keys."""
+
+    __pydantic_config__ = FORBID
+
+    recipe: str | None = None
+    model: str | None = None
+    input: str | None = None
+    task: Literal["multilabel", "multiclass"] | None = None
+    epochs: Count = 30
+    batch_size: Annotated[int, Field(ge=1, le=2**16)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 1e-4
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    scheduler: Literal["plateau", "none"] = "plateau"
+    lr_patience: Annotated[int, Field(ge=0, le=10**6)] = 3
+    lr_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    patience: Count | None = None
+    monitor: Literal["val_roc_auc", "val_pr_auc", "val_accuracy", "val_macro_f1", "val_loss"] | None = None
+    class_weights: Literal["balanced"] | None = None
+    crop_frames: Count | None = None
+    crop_samples: Count | None = None
+    eval_crops: Annotated[int, Field(ge=1, le=1000)] = 1
+    segments: Literal["split", "flat"] = "split"
+    aligned_crops: bool = True
+    image_size: Annotated[int, Field(ge=16, le=2048)] | None = None
+    augment: bool = True
+    aug_prob: Probability = 0.5
+    wave_noise_p: Probability | None = None
+    wave_mask_p: Probability | None = None
+    time_mask_p: Probability | None = None
+    freq_mask_p: Probability | None = None
+    feature_noise_p: Probability | None = None
+    time_mask: Annotated[int, Field(ge=0, le=10**6)] = 30
+    freq_mask: Annotated[int, Field(ge=0, le=10**6)] = 2
+    noise_sigma: Annotated[float, Field(ge=0.0, le=100.0)] = 0.015
+    split: str | None = None
+    valid_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    folds: Annotated[int, Field(ge=2, le=1000)] | None = None
+    init_from: list[str] | None = None
+    freeze_encoders: bool = False
+    device: str = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    num_workers: Annotated[int, Field(ge=0, le=1024)] = 4
+    block_clips: Count | None = None
+    shuffle_buffer: Count | None = None
+    allow_partial: bool = False
+    verify_store: bool = False
+
+
 # The plain `--model X` defaults: the MTAT report's optimisation (Adam 1e-3, weight decay 1e-4,
 # batch 32, 30 epochs) with ReduceLROnPlateau and the FMA report's augmentations at p = 0.5.
-DEFAULTS: dict[str, Any] = {
-    "recipe": None, "model": None, "input": None, "task": None,
-    "epochs": 30, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam", "momentum": 0.9,
-    "scheduler": "plateau", "lr_patience": 3, "lr_factor": 0.5, "patience": None, "monitor": None,
-    "class_weights": None,
-    "crop_frames": None, "crop_samples": None, "eval_crops": 1, "segments": "split", "aligned_crops": True,
-    "image_size": None,
-    "augment": True, "aug_prob": 0.5, "wave_noise_p": None, "wave_mask_p": None, "time_mask_p": None,
-    "freq_mask_p": None, "feature_noise_p": None, "time_mask": 30, "freq_mask": 2, "noise_sigma": 0.015,
-    "split": None, "valid_fraction": 0.1, "folds": None, "init_from": None, "freeze_encoders": False,
-    "device": "auto", "precision": "auto", "channels_last": False, "compile": False, "seed": 0, "num_workers": 4, "block_clips": None, "shuffle_buffer": None,
-    "allow_partial": False, "verify_store": False,
-}
-PROBABILITIES = ("wave_noise_p", "wave_mask_p", "time_mask_p", "freq_mask_p", "feature_noise_p")
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Options)}
+
+
+def check_values(options: dict[str, Any], where: str) -> None:
+    """Each option's type and range (`Options`), else one line naming `where`, the option and its value."""
+    parse(Options, {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}, where)
 
 
 def check_names(options: dict[str, Any], where: str) -> None:
@@ -60,6 +119,7 @@ def read_options(path: str | os.PathLike) -> dict[str, Any]:
     if "amp" in options:  # files written before --precision: --no-amp was float32
         options["precision"] = "auto" if options.pop("amp") else "fp32"
     check_names(options, f"--config {path}")
+    check_values(options, f"--config {path}")
     return options
 
 
@@ -73,6 +133,7 @@ def resolve(*, recipe: str | None = None, config_file: str | None = None,
     from_file = read_options(config_file) if config_file else {}
     name = recipe or flags.get("recipe") or from_file.get("recipe")
     options = {**DEFAULTS, **(recipe_options(name) if name else {}), **from_file, **flags, "recipe": name}
+    check_values(options, "featurestore train options")
     if options["model"] is None:
         raise UserError("featurestore train needs --model NAME or --recipe NAME (see `featurestore models` and "
                         "`featurestore recipes`)")

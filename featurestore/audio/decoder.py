@@ -57,7 +57,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from featurestore.errors import AudioError
+from featurestore.errors import AudioError, NotReadable
+from featurestore.audio import notes
 from featurestore.audio.settings import Decoding
 from featurestore.stages import lap
 from manifests.paths import stays_inside
@@ -110,12 +111,38 @@ def resolve(root: str | os.PathLike[str], path: str) -> str:
     if os.path.commonpath([base, real]) != base:
         raise AudioError(f"refused: the path leaves the audio root (a symlink resolves it to {real})")
     if not os.path.lexists(real) and os.path.islink(joined):
-        raise AudioError(f"file not found: a broken symlink (to {real})")
+        raise NotReadable(f"file not found: a broken symlink (to {real})")
     return real
 
 
+def read_problems(root: str | os.PathLike[str], paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) for each of `paths` that this process cannot read (`read_problem`)."""
+    return [(path, why) for path in paths if (why := read_problem(root, path)) is not None]
+
+
+def read_problem(root: str | os.PathLike[str], path: str) -> str | None:
+    """Why this process cannot open and read the head of the manifest path `path` under `root`
+    (a `NotReadable` reason, or another `AudioError`'s), or None if it can."""
+    try:
+        with contextlib.ExitStack() as stack:
+            _peek(_open(resolve(root, path), stack))
+    except AudioError as exc:
+        return exc.reason
+    return None
+
+
 def decode(source: Source, decoding: Decoding) -> Decoded:
-    """Decode, mix to mono, resample and cut/pad one clip; raise `AudioError` if it is unusable."""
+    """Decode, mix to mono, resample and cut/pad one clip; raise `AudioError` if it is unusable,
+    its reason ending with what the C decoder printed meanwhile (`featurestore.audio.notes`)."""
+    with notes.captured() as said:
+        try:
+            return _decode(source, decoding)
+        except AudioError as exc:
+            failed = exc
+    raise type(failed)(said.explain(failed.reason)) from None
+
+
+def _decode(source: Source, decoding: Decoding) -> Decoded:
     with contextlib.ExitStack() as stack:
         target = _open(source, stack)
         head, header_frames = _peek(target)  # before libsndfile reads from a handle
@@ -187,15 +214,15 @@ def _unreadable(e: OSError, local: str | None) -> AudioError:
     """The reason for an OSError met opening or reading `local` (a local path) or a URL (None)."""
     if isinstance(e, FileNotFoundError):
         if local is not None and os.path.islink(local):
-            return AudioError(f"file not found: a broken symlink (to {os.path.realpath(local)})")
-        return AudioError("file not found")
+            return NotReadable(f"file not found: a broken symlink (to {os.path.realpath(local)})")
+        return NotReadable("file not found")
     if isinstance(e, IsADirectoryError):
         return AudioError("not a file: is a directory")
     if isinstance(e, PermissionError):
-        return AudioError("permission denied")
+        return NotReadable("permission denied")
     if e.errno == errno.ELOOP:
         return AudioError("cannot open: a symlink loop (too many levels of symbolic links)")
-    return AudioError(f"cannot open: {e.strerror or e}")
+    return NotReadable(f"cannot open: {e.strerror or e}")
 
 
 def _check_local(path: str) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from featurestore import environment
 from featurestore.builder.events import Events, Listener, listening
+from featurestore.builder.lock import Lock
 from featurestore.builder.report import BuildReport
 from featurestore.errors import StorageError, UserError
 from featurestore.spec import FeatureSpec
@@ -87,8 +88,8 @@ def build(
                       moved_audio)
     run = _Run(location(out), location(audio_root), table, options, listeners)
     try:
-        with writer_lock(run.url):
-            run()
+        with writer_lock(run.url) as lock:
+            run(lock)
     except (OSError, StorageError) as exc:
         from featurestore.builder.task import describe_os_error
 
@@ -130,9 +131,9 @@ class _Run:
         self.outcome = Outcome()
         self.plan = self.tally = None
 
-    def __call__(self) -> None:
+    def __call__(self, lock: Lock) -> None:
         from featurestore.builder import apply, finish
-        from featurestore.builder.cluster import add_local_workers, check_workers, dask_client
+        from featurestore.builder.cluster import add_local_workers, check_worker_audio, check_workers, dask_client
         from featurestore.builder.driver import Driver
         from featurestore.builder.plan import audio_paths, check_audio_root, check_same_audio, plan
         from featurestore.builder.progress import ProgressBar
@@ -150,17 +151,19 @@ class _Run:
         self.plan = todo = plan(self.url, state, spec, self.manifest, self.audio_root, o.shard_clips)
         self.records = dict(todo.state.records) if todo.state else {}
         valid = dict(todo.valid)  # each shard's committed parts, kept up to date for the finish
+        sample = []
         if todo.jobs:  # a build that decodes nothing (new labels, say) needs no audio
             check_same_audio(self.url, state, self.audio_root, o.moved_audio)
-            check_audio_root(self.audio_root, audio_paths(todo, self.manifest.table))
+            sample = check_audio_root(self.audio_root, audio_paths(todo, self.manifest.table))
         self.clock.lap("plan")
         if todo.unchanged():
             self.tally = finish.tally(todo, self.manifest, self.records, valid)
             return
         cluster = dask_client(o.workers, o.scheduler, o.worker_env, o.progress) if todo.jobs else contextlib.nullcontext()
         with cluster as client:
-            if client is not None:
-                check_workers(client, libraries)  # before the store is touched
+            if client is not None:  # before the store is touched
+                check_workers(client, libraries)
+                check_worker_audio(client, self.audio_root, sample)
             self.clock.lap("cluster start-up")
             attrs = apply.apply(self.url, todo, self.manifest, self.audio_root, self.records, valid, self.events)
             self.clock.lap("store set-up")
@@ -168,7 +171,8 @@ class _Run:
                 grow = functools.partial(add_local_workers, client, o.worker_env) if o.scheduler is None else None
                 bar = [ProgressBar(todo.layout.n_shards, todo.skipped)] if o.progress else []
                 driver = Driver(client, self.url, attrs.store_id, self.records, valid,
-                                Events([*self.events.listeners, *bar]), WatchConfig.from_env(o.scheduler_timeout), grow)
+                                Events([*self.events.listeners, *bar]), WatchConfig.from_env(o.scheduler_timeout), grow,
+                                fence=lock.check)
                 try:
                     driver.run(todo.jobs)
                 finally:
@@ -177,6 +181,7 @@ class _Run:
                         b.close()
             self.clock.lap("tasks")
         self.clock.lap("cluster shut-down")
+        lock.check()
         self.tally = finish.finish(self.url, todo, self.manifest, attrs, self.records, valid, self.events)
         self.clock.lap("finish")
 

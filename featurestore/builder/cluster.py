@@ -120,6 +120,24 @@ def check_workers(client: Any, libraries: tuple[str, ...] = environment.FEATURE_
         raise UserError(f"Dask worker {worker}{others}: {problem}")
 
 
+def check_worker_audio(client: Any, audio_root: str, sample: list[str]) -> None:
+    """Stop with one line, before the store is touched, when a worker cannot read sampled audio
+    files that this process reads (a node whose mount is missing, or that sees other permissions):
+    its tasks would find its share of the files missing. Stopping, rather than building around
+    it, leaves no node of the cluster silently idle and no misconfiguration unreported."""
+    from featurestore.audio.decoder import read_problem, read_problems
+
+    readable = [path for path in sample if read_problem(audio_root, path) is None]
+    found = {w: p for w, p in client.run(read_problems, audio_root, readable).items() if p} if readable else {}
+    if found:
+        worker, problems = sorted(found.items())[0]
+        path, why = problems[0]
+        others = f" (and {len(found) - 1} other worker(s))" if len(found) > 1 else ""
+        raise UserError(f"Dask worker {worker}{others} cannot read the audio this machine reads: {path} ({why}), "
+                        f"{len(problems)} of {len(readable)} sampled files: mount the audio there or fix its "
+                        "permissions, or stop that worker, then re-run (the store was not touched)")
+
+
 class _DropMessages(logging.Filter):
     """Drops log records whose message starts with one of `prefixes`."""
 

@@ -2,7 +2,11 @@
 
 One shard's failure leaves the others to finish. A task that died with its worker on every try
 is retried clip by clip (`probe_clip`), so that only the clips that kill a worker fail, named;
-the shard is then built again with those clips failed unread. A store that cannot be written
+the shard is then built again with those clips failed unread. Files a worker could not read
+(`ShardUnread`) are looked at here: those this process cannot read either are the files'
+failures; those it reads mean the worker cannot see them (a missing mount, another uid), so the
+shard goes to another worker, and fails, uncommitted, naming the worker and the file when no
+worker is left. A store that cannot be written
 stops the build at once (`StorageError`: every other shard would hit it too); losing the cluster,
 or a scheduler that stops answering, becomes one line. The driver alone writes commit records,
 so a record always describes a shard its task finished.
@@ -20,7 +24,7 @@ from typing import Any
 from featurestore.errors import StorageError, UserError
 from featurestore.builder.events import Committed, Committing, Events, ShardFailed
 from featurestore.builder.plan import ShardJob
-from featurestore.builder.task import ShardRefused, ShardWritten, build_shard, probe_clip
+from featurestore.builder.task import ShardRefused, ShardResult, ShardUnread, ShardWritten, build_shard, probe_clip
 from featurestore.builder.watch import CrashLog, SchedulerTimeout, WatchConfig, Watcher
 from featurestore.store.commits import CommitRecord, rows_hash, write_record
 from featurestore.store.layout import shard_name
@@ -49,14 +53,18 @@ class _Isolation:
 class Driver:
     def __init__(self, client: Any, url: str, store_id: str, records: dict[int, CommitRecord],
                  valid: dict[int, frozenset[str]], events: Events, watch: WatchConfig,
-                 grow: Callable[[int], None] | None):
-        """`records` and `valid` (each shard's committed parts) are updated as records are written."""
-        self.client, self.url, self.store_id = client, url, store_id
+                 grow: Callable[[int], None] | None, fence: Callable[[], None] = lambda: None):
+        """`records` and `valid` (each shard's committed parts) are updated as records are written;
+        `fence` raises once the writer lock is no longer this build's (`Lock.check`), and runs
+        before every commit record."""
+        self.client, self.url, self.store_id, self.fence = client, url, store_id, fence
         self.records, self.valid, self.events, self.watch = records, valid, events, watch
         self.watcher = Watcher(client, watch, grow=grow)
         self.pending: dict[Any, ShardJob] = {}
         self.probes: dict[Any, tuple[int, int]] = {}  # future -> (shard, row)
         self.isolating: dict[int, _Isolation] = {}
+        self.blind: dict[int, set[str]] = {}  # shard -> workers that could not read its files
+        self.warned: set[str] = set()
         self.outcome = Outcome(workers=sum(client.nthreads().values()))
 
     def run(self, jobs: tuple[ShardJob, ...]) -> Outcome:
@@ -89,11 +97,12 @@ class Driver:
 
     # --- the loop ------------------------------------------------------------------------------------
 
-    def _submit(self, job: ShardJob) -> None:
-        self.pending[self._task(build_shard, job, name=f"build-{shard_name(job.index)}")] = job
+    def _submit(self, job: ShardJob, workers: list[str] | None = None) -> None:
+        self.pending[self._task(build_shard, job, name=f"build-{shard_name(job.index)}", workers=workers)] = job
 
-    def _task(self, fn: Any, *args: Any, name: str) -> Any:
-        return self.client.submit(fn, *args, pure=False, key=f"{name}-{os.urandom(4).hex()}")
+    def _task(self, fn: Any, *args: Any, name: str, workers: list[str] | None = None) -> Any:
+        where = {"workers": workers, "allow_other_workers": False} if workers else {}
+        return self.client.submit(fn, *args, pure=False, key=f"{name}-{os.urandom(4).hex()}", **where)
 
     def _step(self) -> None:
         from dask.distributed import wait
@@ -151,9 +160,12 @@ class Driver:
         isolation.left.discard(row)
         if not isolation.left:  # again, the culprits failed unread (none: the deaths had another cause)
             del self.isolating[index]
-            self._submit(replace(isolation.job, crashed=isolation.crashed, probed=True))
+            self._submit(replace(isolation.job, unread={**isolation.job.unread, **isolation.crashed}, probed=True))
 
-    def _finished(self, job: ShardJob, result: ShardWritten | ShardRefused) -> None:
+    def _finished(self, job: ShardJob, result: ShardResult) -> None:
+        if isinstance(result, ShardUnread):
+            self._unread(job, result)
+            return
         if isinstance(result, ShardRefused):
             if result.storage:
                 raise StorageError(result.reason)
@@ -161,12 +173,38 @@ class Driver:
             return
         record = merge(self.records.get(job.index), result, job, self.store_id)
         self.events.emit(Committing(job.index, record))
+        self.fence()
         write_record(self.url, record)
         self.records[job.index] = record
         self.valid[job.index] = frozenset(record.parts())
         self.watcher.finished(result.seconds)
         self.outcome.decoded += result.decoded
         self.events.emit(Committed(job.index, record, result))
+
+    def _unread(self, job: ShardJob, result: ShardUnread) -> None:
+        from featurestore.audio.decoder import read_problem
+
+        here = {row: read_problem(job.audio_root, job.paths[row]) for row in sorted(result.rows)}
+        job = replace(job, unread={**job.unread, **{row: why for row, why in here.items() if why is not None}})
+        seen = [row for row, why in here.items() if why is None]
+        if not seen:  # this process cannot read them either: the files' own failures
+            self._submit(job)
+            return
+        blind = self.blind.setdefault(job.index, set())
+        blind.add(result.worker)
+        row = seen[0]
+        what = (f"Dask worker {result.worker} cannot read {job.paths[row]} ({result.rows[row]}), which this "
+                "machine reads")
+        others = sorted(set(self.client.nthreads()) - blind)
+        if not others:
+            self._failed(job.index, f"{what}: a fault of the worker's machine (a missing mount, permissions, I/O), "
+                                    "not of the file; nothing of this shard was committed: fix that worker, then "
+                                    "re-run the same command")
+            return
+        if result.worker not in self.warned:
+            self.warned.add(result.worker)
+            print(f"featurestore build: warning: {what}; its shards go to other workers", file=sys.stderr, flush=True)
+        self._submit(job, workers=others)
 
     def _failed(self, index: int, reason: str) -> None:
         self.outcome.failures[index] = reason

@@ -2,14 +2,23 @@
 
 Zarr's sharding codec silently loses data when two writers share a shard, so a second build of
 a store that another build is writing stops at once, naming the other (host, pid, start time).
+Every name of one store (a symlink, `..`, a trailing slash, a relative path) locks the same
+place (`lock_url`).
 
 - Local disks (and network file systems with POSIX locks): an `fcntl` lock on `STORE.lock`.
   The kernel drops it the moment its process dies, SIGKILL included, so a killed build never
   leaves it stuck; the file itself only says who holds it.
-- Object stores (s3://, ...), which have no locks: an object created only if absent
-  (conditional PUT, `If-None-Match: *`), refreshed by its holder every `HEARTBEAT` seconds.
-  One whose heartbeat is older than `stale_after()` seconds belongs to a build that died, and
-  the next build takes it over. Make every machine's clock roughly right.
+- Object stores (s3://, ...), which have no locks: a folder `STORE.lock/` of numbered
+  generations, each an object created only if absent (a conditional PUT, `If-None-Match: *`).
+  The highest generation is the lock. Its holder rewrites it every `HEARTBEAT` seconds; one
+  whose heartbeat is older than `stale_after()` seconds (or marked released) is taken over by
+  creating the next generation, which exactly one contender can do, so a takeover is atomic and
+  numbers are never reused. The generation is the fencing token: the heartbeat renews only a
+  lock whose generation is still the highest, and `check()` runs before every commit record, so
+  a build whose lock was taken over (it stalled past the stale time) stops in one line without
+  writing more. The window between a check and its write is a few milliseconds against the
+  60-s stale time; S3 offers no conditional write across two objects to close it further. Make
+  every machine's clock roughly right.
 """
 
 from __future__ import annotations
@@ -17,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from featurestore.errors import UserError
@@ -44,9 +55,9 @@ def lock_url(url: str) -> str:
     return canonical(url) + ".lock"
 
 
-def _holder() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "heartbeat": time.time()}
+def _holder(generation: int = 0) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex, "generation": generation,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "heartbeat": time.time(), "released": False}
 
 
 def _busy(url: str, other: dict[str, Any]) -> UserError:
@@ -55,20 +66,51 @@ def _busy(url: str, other: dict[str, Any]) -> UserError:
                      "it, then re-run; a build that dies releases the store by itself")
 
 
+def _lost(url: str, other: dict[str, Any], how: str) -> UserError:
+    return UserError(f"{url}: this build lost its writer lock to another (host {other.get('host', '?')}, pid "
+                     f"{other.get('pid', '?')}, started {other.get('started', '?')}) {how}: it stopped without "
+                     "writing more; the shards it committed stay intact")
+
+
+class Lock:
+    """A held writer lock: `holder` says who holds it; `check()` raises a `UserError` once it is
+    no longer this build's (call it before each write that must be fenced)."""
+
+    holder: dict[str, Any]
+
+    def check(self) -> None:
+        raise NotImplementedError
+
+
 @contextlib.contextmanager
-def writer_lock(url: str) -> Iterator[dict[str, Any]]:
-    """Hold the store's writer lock for the block; yields this build's holder record."""
+def writer_lock(url: str) -> Iterator[Lock]:
+    """Hold the store's writer lock for the block."""
     from fsspec.core import url_to_fs
     from fsspec.implementations.local import LocalFileSystem
 
     fs, path = url_to_fs(lock_url(url))
     locker = _local if isinstance(fs, LocalFileSystem) else _object
-    with locker(url, fs, path) as holder:
-        yield holder
+    with locker(url, fs, path) as lock:
+        yield lock
+
+
+class _LocalLock(Lock):
+    def __init__(self, url: str, path: str, fd: int, holder: dict[str, Any]):
+        self.url, self.path, self.fd, self.holder = url, path, fd, holder
+
+    def check(self) -> None:
+        """The kernel holds the lock while this process lives; only the file can be swapped under it."""
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise _lost(self.url, _read_json(lambda: Path(self.path).read_bytes()[:4096]),
+                        f"after its lock file {self.path} was removed")
 
 
 @contextlib.contextmanager
-def _local(url: str, fs: Any, path: str) -> Iterator[dict[str, Any]]:
+def _local(url: str, fs: Any, path: str) -> Iterator[Lock]:
     import fcntl
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -91,42 +133,99 @@ def _local(url: str, fs: Any, path: str) -> Iterator[dict[str, Any]]:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(holder).encode(), 0)
     try:
-        yield holder
+        yield _LocalLock(url, path, fd, holder)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still locked: a waiting build then locks a new file
         os.close(fd)
 
 
+class ObjectLock(Lock):
+    """The generations of `STORE.lock/` on an object store (see the module doc)."""
+
+    def __init__(self, url: str, fs: Any, folder: str):
+        self.url, self.fs, self.folder = url, fs, folder.rstrip("/")
+        self.holder: dict[str, Any] = {}
+
+    def _name(self, generation: int) -> str:
+        return f"{self.folder}/generation-{generation:012d}"
+
+    def _latest(self) -> tuple[int, dict[str, Any]]:
+        """(the highest generation, its record); (0, {}) when there is none."""
+        try:
+            names = self.fs.ls(self.folder, detail=False, refresh=True)
+        except FileNotFoundError:
+            names = []
+        numbers = [int(n.rsplit("-", 1)[1]) for n in names if re.fullmatch(r".*/generation-\d{12}", n)]
+        if not numbers:
+            return 0, {}
+        top = max(numbers)
+        return top, _read_json(lambda: self.fs.cat_file(self._name(top)))
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `UserError` naming the build that holds it."""
+        for _ in range(3):  # a contender that lost the race for a generation reads the winner's
+            top, record = self._latest()
+            fresh = time.time() - float(record.get("heartbeat", 0)) <= stale_after()
+            if top and fresh and not record.get("released"):
+                raise _busy(self.url, record)
+            holder = _holder(top + 1)
+            if _create(self.fs, self._name(top + 1), holder):
+                self.holder = holder
+                self._forget_below(top)
+                return
+        raise _busy(self.url, self._latest()[1])
+
+    def _forget_below(self, generation: int) -> None:
+        """Old generations go; the one below ours stays, so that numbers keep rising."""
+        for number in range(max(generation - 8, 1), generation):
+            with contextlib.suppress(OSError):
+                self.fs.rm_file(self._name(number))
+
+    def check(self) -> None:
+        top, record = self._latest()
+        if top != self.holder["generation"]:
+            raise _lost(self.url, record, f"after its heartbeat went stale (over {stale_after():g} s without one)")
+
+    def renew(self) -> bool:
+        """Rewrite this generation's heartbeat if it is still the lock; False once it is not."""
+        top, _ = self._latest()
+        if top != self.holder["generation"]:
+            return False
+        self.holder["heartbeat"] = time.time()
+        self.fs.pipe_file(self._name(top), json.dumps(self.holder).encode())
+        return True
+
+    def release(self) -> None:
+        """Mark this generation released (the next build takes the next one at once)."""
+        with contextlib.suppress(OSError):
+            if self._latest()[0] == self.holder["generation"]:
+                self.fs.pipe_file(self._name(self.holder["generation"]),
+                                  json.dumps({**self.holder, "released": True}).encode())
+
+
 @contextlib.contextmanager
-def _object(url: str, fs: Any, path: str) -> Iterator[dict[str, Any]]:
-    holder = _holder()
-    if not _create(fs, path, holder):
-        other = _read_json(lambda: fs.cat_file(path))
-        if time.time() - float(other.get("heartbeat", 0)) <= stale_after():
-            raise _busy(url, other)
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm_file(path)  # a dead build's lock
-        if not _create(fs, path, holder):
-            raise _busy(url, _read_json(lambda: fs.cat_file(path)))
+def _object(url: str, fs: Any, path: str) -> Iterator[Lock]:
+    lock = ObjectLock(url, fs, path)
+    lock.acquire()
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT):
-            holder["heartbeat"] = time.time()
-            with contextlib.suppress(OSError):
-                fs.pipe_file(path, json.dumps(holder).encode())
+            try:
+                if not lock.renew():
+                    return  # taken over: the next check() stops the build
+            except OSError:
+                continue  # a blip: the next beat tries again, well inside the stale time
 
     thread = threading.Thread(target=beat, name="featurestore-lock-heartbeat", daemon=True)
     thread.start()
     try:
-        yield holder
+        yield lock
     finally:
         stop.set()
         thread.join()
-        with contextlib.suppress(OSError):
-            if _read_json(lambda: fs.cat_file(path)).get("token") == holder["token"]:
-                fs.rm_file(path)
+        lock.release()
 
 
 def _create(fs: Any, path: str, holder: dict[str, Any]) -> bool:

@@ -49,7 +49,9 @@ class ShardJob:
     keep: int
     kept: tuple[str, ...]
     hashes: dict[str, str]  # settings hash of each part
-    crashed: Mapping[int, str] = field(default_factory=dict)  # rows that kill a worker: failed, not decoded
+    # rows failed without being read, with their reasons: files that kill a worker, files the
+    # build's own process cannot read either
+    unread: Mapping[int, str] = field(default_factory=dict)
     probed: bool = False  # its clips were tried one by one after its task died with its worker
 
     def decoded_rows(self) -> range:
@@ -127,7 +129,8 @@ def plan(url: str, state: StoreState | None, spec: FeatureSpec, manifest: Any, a
 def _with_jobs(url: str, audio_root: str, state: StoreState | None, spec: FeatureSpec, layout: Layout, table: Any,
                added: tuple[str, ...], grown: int | None, relabelled: bool) -> Plan:
     """One job per shard with anything left to write: new shards whole; a grown shard keeping its
-    stored rows; committed shards computing only the arrays they lack."""
+    stored rows; committed shards computing only the arrays they lack; committed shards whole
+    again when a file they recorded as unreadable reads now (`unreadable_again`)."""
     hashes = part_hashes(spec)
     rows = shard_rows_hashes(table, layout)
     ids, paths = table["clip_id"].astype(str).tolist(), table["path"].astype(str).tolist()
@@ -136,6 +139,8 @@ def _with_jobs(url: str, audio_root: str, state: StoreState | None, spec: Featur
     for i in range(layout.n_shards):
         start, stop = layout.shard_range(i)
         valid[i] = state.valid(i, rows[i]) if state is not None else frozenset()
+        if CLIPS in valid[i] and unreadable_again(state.records[i], audio_root, paths):
+            valid[i] = frozenset()
         done, keep, kept, clips = valid[i], stop - start, (), False
         if CLIPS not in done:  # new clips, or a grown shard whose first rows are stored
             keep, kept = _stored_prefix(state, i, start, stop, ids, paths, spec)
@@ -146,6 +151,18 @@ def _with_jobs(url: str, audio_root: str, state: StoreState | None, spec: Featur
                                  tuple(paths[start:stop]), tuple(bool(t) for t in train[start:stop]), write, clips,
                                  keep, kept, hashes))
     return Plan(spec, layout, state, tuple(jobs), valid, tuple(rows), added, grown, relabelled)
+
+
+def unreadable_again(record: Any, audio_root: str, paths: list[str]) -> bool:
+    """Whether a clip this committed shard failed as not readable (`NotReadable`: not found,
+    permission denied, an I/O error; perhaps a worker's missing mount) reads now: the shard is
+    then built again."""
+    from featurestore.audio.decoder import read_problem
+    from featurestore.errors import NotReadable
+
+    errors = record.clips.errors if record.clips is not None else {}
+    return any(NotReadable.describes(why) and row.isdigit() and record.start + int(row) < record.stop
+               and read_problem(audio_root, paths[record.start + int(row)]) is None for row, why in errors.items())
 
 
 def _stored_prefix(state: StoreState | None, index: int, start: int, stop: int, ids: list[str], paths: list[str],
@@ -208,20 +225,27 @@ def check_same_audio(url: str, state: StoreState | None, audio_root: str, moved:
                         "the same files now live there")
 
 
-def check_audio_root(audio_root: str, paths: list[str]) -> None:
+def sampled_paths(paths: list[str]) -> list[str]:
+    """At most `AUDIO_SAMPLE` of the paths, spread evenly from the first to the last."""
+    spread = np.linspace(0, len(paths) - 1, min(len(paths), AUDIO_SAMPLE)).round().astype(int)
+    return [paths[i] for i in np.unique(spread)]
+
+
+def check_audio_root(audio_root: str, paths: list[str]) -> list[str]:
     """Refuse an audio root that is not there, or under which none of a sample of the manifest's
-    paths exists: a wrong root would otherwise run the whole build to mark every clip failed."""
+    paths exists: a wrong root would otherwise run the whole build to mark every clip failed.
+    Returns the sample (`sampled_paths`), for the workers to look at too."""
     from fsspec.core import url_to_fs
 
     fs, root = url_to_fs(audio_root)
     if not fs.isdir(root):
         raise UserError(f"--audio-root {audio_root} is not a folder: give the folder the manifest paths are "
                         "relative to")
-    spread = np.linspace(0, len(paths) - 1, min(len(paths), AUDIO_SAMPLE)).round().astype(int)
-    sample = [paths[i] for i in np.unique(spread)]
+    sample = sampled_paths(paths)
     if not any(fs.exists(f"{root.rstrip('/')}/{path}") for path in sample):
         raise UserError(f"none of {len(sample)} manifest paths sampled from first to last is under --audio-root "
                         f"{audio_root} (e.g. {sample[0]}): give the folder the manifest paths are relative to")
+    return sample
 
 
 def audio_paths(plan: Plan, table: Any) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from featurestore import codecs, stages
-from featurestore.errors import AudioError
+from featurestore.errors import AudioError, NotReadable
 from featurestore.locations import final_name, size
 from featurestore.maths.statistics import partial_sums
 from featurestore.spec import FeatureSpec
@@ -56,8 +56,28 @@ class ShardRefused:
     storage: bool
 
 
-ShardResult = ShardWritten | ShardRefused
+@dataclass(frozen=True)
+class ShardUnread:
+    """Files of the shard that this worker could not read (`NotReadable`: row -> reason); nothing
+    was written. The driver checks whether it reads them itself: if not, they are the files'
+    failures; if so, this worker cannot see them, and the shard goes to another."""
+
+    shard: int
+    rows: dict[int, str]
+    worker: str  # the Dask worker's address
+
+
+ShardResult = ShardWritten | ShardRefused | ShardUnread
 _EXTRACTORS: dict[Any, Any] = {}  # one FeatureExtractor per spec and arrays per worker process
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:  # run outside a Dask worker
+        return f"pid {os.getpid()}"
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -126,6 +146,7 @@ def _build_shard(job: ShardJob) -> ShardResult:
     compute = extractor(spec, job.write) if job.write else None
     stages.lap("worker set-up")
     errors: dict[str, str] = {}
+    unreadable: dict[int, str] = {}
     decoded = 0
     for i, path in enumerate(job.paths):
         old = i < job.keep or not job.clips
@@ -133,13 +154,16 @@ def _build_shard(job: ShardJob) -> ShardResult:
         if old and (status[i] != OK or not todo):
             continue
         try:
-            if i in job.crashed:
-                raise AudioError(job.crashed[i])
+            if i in job.unread:
+                raise AudioError(job.unread[i])
             decoded += 1
             clip = decode(resolve(job.audio_root, path), spec.decoding)  # refuses paths leaving the root
             features = compute(clip.samples) if compute is not None else {}
             _check(features, enc)
             stages.lap("checks")
+        except NotReadable as exc:  # perhaps this machine's fault, not the file's: the driver decides
+            unreadable[i] = exc.reason
+            continue
         except AudioError as exc:
             why = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the build; its reason is kept
@@ -156,6 +180,8 @@ def _build_shard(job: ShardJob) -> ShardResult:
                                            "rebuild the store with --overwrite", storage=False)
         errors[str(i)] = why
         data["status"][i] = FAILED
+    if unreadable:  # nothing written: the shard is built again once the driver has looked at these files
+        return ShardUnread(job.index, unreadable, _worker_address())
 
     # What readers will get back (a quantized array's rounded values) is what the hash and the
     # statistics describe; `featurestore verify` re-hashes every shard from what is on disk.

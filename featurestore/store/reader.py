@@ -213,10 +213,11 @@ def manifest_copy_array(url: str, attrs: RootAttributes) -> Any:
         return None
     except Exception as exc:  # noqa: BLE001 - crafted metadata, one line
         raise StoreFormatError(f"{where}: unreadable metadata ({type(exc).__name__})") from None
-    held = size(join(url, name, "c", "0"))
-    if array.ndim != 1 or array.dtype != np.uint8 or array.compressors or held != array.shape[0]:
-        raise StoreFormatError(f"{where}: its metadata ({array.shape} {array.dtype}) does not describe the "
-                               f"{held} bytes stored")
+    held = size(join(url, name, "c", "0"))  # one chunk holds the whole Parquet file
+    if (array.ndim != 1 or array.dtype != np.uint8 or array.compressors or held != array.shape[0]
+            or array.chunks != array.shape):
+        raise StoreFormatError(f"{where}: its metadata (shape {array.shape}, chunks {array.chunks}, {array.dtype}) "
+                               f"does not describe the {held} bytes stored in one chunk")
     return array
 
 
