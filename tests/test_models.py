@@ -235,3 +235,21 @@ def test_every_model_gives_the_same_output_in_channels_last_layout(name):
     expected = model(x)
     model = model.to(memory_format=torch.channels_last)
     assert torch.allclose(model(memory_format(x, True)), expected, atol=1e-5)
+
+
+def test_a_model_far_from_its_designed_input_size_gets_one_warning_line_with_the_fix():
+    """cnn4 on whole 30-s, 128-band GTZAN clips: 21.5 M parameters instead of the 3.5 M it has on
+    the MTAT report's input; the line names both counts and the crop that fixes it."""
+    from trainers.zoo import size_warning
+
+    gtzan = preset("gtzan")
+    whole, cropped = InputConfig("logmel"), InputConfig("logmel", crop_frames=313)
+    counts = {i: count_parameters(build_model("cnn4", i.features(gtzan), i.sample_shape(gtzan), 10))
+              for i in (whole, cropped)}
+    line = size_warning("cnn4", gtzan, whole, 10, counts[whole])
+    assert counts[whole] > 20_000_000 and line.startswith(f"warning: cnn4 on logmel (1,128,1292) has {counts[whole]:,}")
+    assert "recipe mtat-cnn" in line and line.endswith("--crop-frames 313") and "\n" not in line
+    assert size_warning("cnn4", gtzan, cropped, 10, counts[cropped]) is None  # 1.6x: close enough
+    mtat = preset("mtat-seed")
+    natural = count_parameters(build_model("cnn4", whole.features(mtat), whole.sample_shape(mtat), 10))
+    assert size_warning("cnn4", mtat, whole, 10, natural) is None

@@ -126,6 +126,31 @@ def test_every_recipe_trains_from_the_cli_and_beats_chance(name, recipe_run, tra
             assert options[key] == value, key
     if not recipe(name).options["augment"]:
         assert all(options[p] == 0 for p in ("wave_noise_p", "wave_mask_p", "time_mask_p", "freq_mask_p"))
+    _check_predictions(run, trainer_stores)
+
+
+def _check_predictions(run: Path, stores) -> None:
+    """predictions.parquet: one row per test clip (and per decoded segment where segments are
+    scored), readable by pandas and duckdb, from which the reported metrics follow."""
+    import duckdb
+
+    metrics, resolved = _metrics(run), load_run(run)["resolved"]
+    table = pd.read_parquet(run / "predictions.parquet")
+    clips = table[table["level"] == "clip"]
+    assert len(clips) == metrics["n_clips"] and clips["clip_id"].is_unique and (clips["split"] == "test").all()
+    assert clips["view"].isna().all() and set(clips["group"]) <= set(open_store(resolved["store"]).manifest["group"])
+    prob = clips[[f"prob_{label}" for label in resolved["labels"]]].to_numpy()
+    truth = np.array([[label in row for label in resolved["labels"]] for row in clips["labels"]])
+    if resolved["task"] == "multiclass":
+        np.testing.assert_allclose(prob.sum(1), 1, atol=1e-4)
+        assert np.isclose((prob.argmax(1) == truth.argmax(1)).mean(), metrics["accuracy"])
+    segments = table[table["level"] == "segment"]
+    if "levels" in metrics:  # descriptors scored segment by segment too
+        assert len(segments) == metrics["levels"]["segments"]["n_segments"] and segments["view"].notna().all()
+    else:
+        assert segments.empty
+    query = f"select count(*) from '{run / 'predictions.parquet'}' where level = 'clip'"
+    assert duckdb.sql(query).fetchall()[0][0] == len(clips)
 
 
 def test_mixnet_recipe_starts_from_trained_encoders_and_keeps_them_frozen(recipe_run, trainer_stores, tmp_path,
@@ -286,6 +311,10 @@ def test_checkpoint_reloads_to_identical_predictions_and_evaluate_recomputes(tra
     assert "accuracy" in capsys.readouterr().out
     assert main(["evaluate", str(trained), "--split", "valid", "--out", str(trained / "v")]) == 0
     assert _metrics(trained / "v")["n_clips"] == len(data.splits["valid"])
+    valid = pd.read_parquet(trained / "v" / "predictions.parquet")
+    assert (valid["split"] == "valid").all() and len(valid) == len(data.splits["valid"])
+    assert pd.read_parquet(trained / "eval-test" / "predictions.parquet").equals(
+        pd.read_parquet(trained / "predictions.parquet")), "evaluate recomputes train's test predictions exactly"
     for png in (trained / "v").glob("*.png"):
         _assert_png(png)
     # another store is judged by the run's input arrays: the tags store's log-mel has the run's

@@ -17,17 +17,20 @@ from featurestore.errors import UserError
 from trainers import checkpoint
 from trainers.config import TrainConfig, load_run, trained_on
 from trainers.datasets import StoreDataset
-from trainers.io import write_json
+from trainers.io import atomic_path, write_json
 from trainers.prepare import Data, folds, open_data, require, run_splits
 from trainers.report import write_report
-from trainers.runtime import Acceleration, infer, make_loader, make_model, resolve_device
+from trainers.runtime import Acceleration, Inference, infer, make_loader, make_model, resolve_device
 from trainers.tasks import AveragedLoss, Evaluation
+
+PREDICTIONS = "predictions.parquet"
 
 
 def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: TrainConfig,
-                   device: torch.device, fast: Acceleration) -> Evaluation:
-    """Metrics on the clips at `indices`, with the plain (unweighted) loss of their averaged
-    predictions as `loss`; segment inputs are also scored segment by segment (`levels`)."""
+                   device: torch.device, fast: Acceleration, split: str = "test") -> Evaluation:
+    """Metrics on the clips at `indices` (the run's `split`), with the plain (unweighted) loss of
+    their averaged predictions as `loss`; segment inputs are also scored segment by segment
+    (`levels`). `predictions` holds every clip's (and segment's) probabilities."""
     loader = make_loader(StoreDataset.over(data.source(indices, config.input)), batch_size=config.batch_size,
                          workers=config.workers(), device=device)
     segments = config.input.explode_segments(data.spec)
@@ -35,6 +38,7 @@ def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: Tra
                    per_view=segments, channels_last=fast.channels_last)
     evaluation = data.task.evaluate(result.y, result.prob)
     evaluation.summary["loss"] = result.loss
+    evaluation.predictions = predictions_table(data, result, split)
     if segments:
         per_segment = data.task.evaluate(result.view_y, result.view_prob).summary
         per_segment["n_segments"] = per_segment.pop("n_clips")
@@ -42,8 +46,33 @@ def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: Tra
     return evaluation
 
 
+def predictions_table(data: Data, result: Inference, split: str) -> pd.DataFrame:
+    """One row per evaluated clip (`level` "clip": its views averaged) and, where views are scored
+    on their own, per view (`level` "segment", `view` its number): clip_id, group, the run's
+    split, the true labels, and `prob_LABEL` for every class."""
+    manifest = data.store.manifest
+    clip_ids, groups = manifest["clip_id"].astype(str).to_numpy(), data.groups
+    labels = np.asarray(data.labels, dtype=object)
+
+    def rows(index: np.ndarray, y: np.ndarray, prob: np.ndarray, level: str, view: np.ndarray | None) -> pd.DataFrame:
+        frame = pd.DataFrame({"clip_id": clip_ids[index], "group": groups[index], "split": split, "level": level,
+                              "view": pd.array(view if view is not None else [None] * len(index), dtype="Int64"),
+                              "labels": [list(labels[row > 0]) for row in y]})
+        probabilities = pd.DataFrame(prob.astype(np.float32), columns=[f"prob_{label}" for label in data.labels])
+        return pd.concat([frame, probabilities], axis=1)
+
+    parts = [rows(result.index, result.y, result.prob, "clip", None)]
+    if result.view_prob is not None:
+        parts.append(rows(result.view_index, result.view_y, result.view_prob, "segment", result.view_number))
+    return pd.concat(parts, ignore_index=True)
+
+
 def write_evaluation(out: Path, evaluation: Evaluation, *, meta: dict[str, Any], title: str,
                      history: pd.DataFrame | None = None, monitor: str | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if evaluation.predictions is not None:
+        with atomic_path(out / PREDICTIONS) as tmp:
+            evaluation.predictions.to_parquet(tmp, index=False)
     write_json(out / "metrics.json", {**meta, **evaluation.to_json()})
     write_report(out, evaluation, title=title, header={k: str(v) for k, v in meta.items()},
                  history=history, monitor=monitor)
@@ -81,7 +110,7 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     model, _ = fast.prepare(model.to(dev))
     pipeline.to(dev)
     indices = split_for_run(data, resolved, split, config.seed)
-    evaluation = evaluate_model(model, pipeline, data, indices, config, dev, fast)
+    evaluation = evaluate_model(model, pipeline, data, indices, config, dev, fast, split)
     target = Path(out) if out else Path(run) / f"eval-{split}"
     history_path = Path(run) / "history.csv"
     write_evaluation(

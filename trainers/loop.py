@@ -37,6 +37,7 @@ from trainers.runtime import (Acceleration, autocast, infer, make_loader, make_m
                               to_device)
 from trainers.tasks import DEFAULT_MONITOR, MONITORS, AveragedLoss
 from trainers.transfer import init_from_runs
+from trainers.zoo import size_warning
 
 HISTORY = "history.csv"
 OnEpoch = Callable[[int, float], None]
@@ -319,6 +320,9 @@ def fit_and_test(config: TrainConfig, data: Data, train_idx: np.ndarray, valid_i
         on_epoch = lambda epoch, value: report(first + epoch, value)  # noqa: E731
     fit = Fit(config, data, train_idx, valid_idx, out, monitor, device, progress, on_epoch, acceleration)
     n_params = count_parameters(fit.model)
+    warning = size_warning(config.model, data.spec, config.input, len(data.labels), n_params)
+    if warning and not extra.get("fold", 0) > 1:  # once per run, not once per fold
+        print(warning)
     if (out / checkpoint.LAST).is_file() and config.resume:
         fit.restore()
         print(f"resuming {out} after epoch {fit.state['epoch']}")

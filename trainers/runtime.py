@@ -175,6 +175,8 @@ class Inference(NamedTuple):
     loss: float  # of the averaged predictions (NaN without a loss)
     view_y: np.ndarray | None = None  # with `per_view`: one row per view that counts (a decoded segment, a crop)
     view_prob: np.ndarray | None = None
+    view_index: np.ndarray | None = None  # each view's store position
+    view_number: np.ndarray | None = None  # and its number among its clip's views (a segment's)
 
 
 @torch.no_grad()
@@ -186,7 +188,7 @@ def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.devi
     Results stay on the device until the split is done (one copy to the host at the end), and
     cuDNN's autotuner is off: evaluation shapes change (views per clip, a ragged last batch)."""
     model.eval()
-    ys, probs, index, views_y, views_p = [], [], [], [], []
+    ys, probs, index, views_y, views_p, views_i, views_n = [], [], [], [], [], [], []
     loss_sum, loss_weight = torch.zeros((), device=device), torch.zeros((), device=device)
     tuning, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
     try:
@@ -203,6 +205,8 @@ def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.devi
                 keep = w.flatten() > 0
                 views_p.append(p[keep])
                 views_y.append(batch["y"].repeat_interleave(w.shape[1], 0)[keep])
+                views_i.append(batch["index"].repeat_interleave(w.shape[1])[keep])
+                views_n.append(torch.arange(w.shape[1], device=w.device).repeat(w.shape[0])[keep])
             probs.append(average_views(p, w))
             ys.append(batch["y"])
             index.append(batch["index"])
@@ -210,5 +214,5 @@ def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.devi
         torch.backends.cudnn.benchmark = tuning
     host = lambda parts: torch.cat(parts).cpu().numpy()  # noqa: E731
     loss = (loss_sum / loss_weight).item() if loss_fn is not None and loss_weight > 0 else math.nan
-    extra = (host(views_y), host(views_p)) if per_view else ()
+    extra = (host(views_y), host(views_p), host(views_i), host(views_n)) if per_view else ()
     return Inference(host(ys), host(probs), host(index), loss, *extra)

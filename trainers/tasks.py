@@ -46,6 +46,7 @@ class Evaluation:
     matrices: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
     levels: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. "segments": per-segment summary
+    predictions: pd.DataFrame | None = None  # one row per evaluated clip (and segment): predictions.parquet
 
     def to_json(self) -> dict:
         return jsonable({

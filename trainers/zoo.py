@@ -39,3 +39,31 @@ def model_table(store: str | None = None, classes: int = 50) -> str:
     lines = ["  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
     return "\n".join(lines) + f"\n\nparameters for {classes} classes"
+
+
+def size_warning(model: str, spec, inputs: InputConfig, classes: int, parameters: int) -> str | None:
+    """A warning line when `model` on this input has far more parameters (> 2x) than on the input
+    its recipe was designed for (cnn4 on whole 30-s, 128-band clips: 21.5 M instead of 3.5 M),
+    with the crop that gives it that input; None when the sizes are alike or no recipe says."""
+    from trainers.options import resolve, to_config
+    from trainers.recipes import RECIPES
+
+    recipe = next((r for r in RECIPES.values() if r.options["model"] == model), None)
+    if recipe is None or len(inputs.arrays) != 1:
+        return None
+    designed = to_config("", "", resolve(recipe=recipe.name, flags={"init_from": ["a", "b"]}
+                                         if recipe.options.get("freeze_encoders") else {})).input
+    base = preset(recipe.preset)
+    if len(designed.arrays) != 1 or designed.kind not in base.arrays:
+        return None
+    feature = base.feature(designed.kind)
+    expected = count_parameters(build_model(model, designed.features(base), designed.sample_shape(base), classes))
+    if parameters <= 2 * expected:
+        return None
+    shape = str(inputs.sample_shape(spec)).replace(" ", "")
+    flag = {"spectrogram": "--crop-frames", "waveform": "--crop-samples"}.get(feature.layout)
+    length = designed.sample_shape(base)[-1]
+    fix = f"train on windows of that size with {flag} {length}" if flag else "give it the input it was designed for"
+    return (f"warning: {model} on {inputs.kind} {shape} has {parameters:,} parameters, {parameters / expected:.1f}x "
+            f"the {expected:,} it has on the input it was designed for ({designed.kind} "
+            f"{str(designed.sample_shape(base)).replace(' ', '')}, recipe {recipe.name}): {fix}")

@@ -6,10 +6,10 @@ the shard is then built again with those clips failed unread. Files a worker cou
 (`ShardUnread`) are looked at here: those this process cannot read either are the files'
 failures; those it reads mean the worker cannot see them (a missing mount, another uid), so the
 shard goes to another worker, and fails, uncommitted, naming the worker and the file when no
-worker is left. A store that cannot be written
-stops the build at once (`StorageError`: every other shard would hit it too); losing the cluster,
-or a scheduler that stops answering, becomes one line. The driver alone writes commit records,
-so a record always describes a shard its task finished.
+worker is left. A store that cannot be written stops the build at once (`StorageError`: every
+other shard would hit it too); losing the cluster, or a scheduler that stops answering, becomes
+one line. The driver alone writes commit records, each only while the build still holds the
+store's writer lock (`fence`), so a record always describes a shard its task finished.
 """
 
 from __future__ import annotations
