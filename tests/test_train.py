@@ -151,6 +151,14 @@ def _check_predictions(run: Path, stores) -> None:
         assert segments.empty
     query = f"select count(*) from '{run / 'predictions.parquet'}' where level = 'clip'"
     assert duckdb.sql(query).fetchall()[0][0] == len(clips)
+    # the group bootstrap's 95 % intervals, around the point estimates, in metrics.json and report.md
+    assert metrics["n_groups"] == clips["group"].nunique() and metrics["bootstrap"]["resampled"] == "groups"
+    for key in ("accuracy", "macro_f1"):
+        low, high = metrics["intervals"][key]
+        assert low - 1e-9 <= metrics[key] <= high + 1e-9, (key, low, metrics[key], high)
+    assert {"f1_low", "f1_high", "recall_low", "roc_auc_high"} <= set(metrics["per_class"][0])
+    report = (run / "report.md").read_text()
+    assert f"{len(clips)} clips from {metrics['n_groups']} groups" in report and "| 95 % interval |" in report
 
 
 def test_mixnet_recipe_starts_from_trained_encoders_and_keeps_them_frozen(recipe_run, trainer_stores, tmp_path,

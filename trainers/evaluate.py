@@ -22,6 +22,7 @@ from trainers.prepare import Data, folds, open_data, require, run_splits
 from trainers.report import write_report
 from trainers.runtime import Acceleration, Inference, infer, make_loader, make_model, resolve_device
 from trainers.tasks import AveragedLoss, Evaluation
+from trainers.uncertainty import Intervals, bootstrap
 
 PREDICTIONS = "predictions.parquet"
 
@@ -39,11 +40,22 @@ def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: Tra
     evaluation = data.task.evaluate(result.y, result.prob)
     evaluation.summary["loss"] = result.loss
     evaluation.predictions = predictions_table(data, result, split)
+    with_intervals(evaluation, bootstrap(data.task.name, result.y, result.prob, data.groups[result.index],
+                                         seed=config.seed))
     if segments:
         per_segment = data.task.evaluate(result.view_y, result.view_prob).summary
         per_segment["n_segments"] = per_segment.pop("n_clips")
         evaluation.levels["segments"] = per_segment
     return evaluation
+
+
+def with_intervals(evaluation: Evaluation, intervals: Intervals) -> None:
+    """The bootstrap's intervals on the evaluation: summary-level, and per class as `METRIC_low` /
+    `METRIC_high` columns of its per-class table (so in metrics.json's per_class records too)."""
+    evaluation.intervals = intervals
+    for metric, bounds in intervals.per_class.items():
+        evaluation.per_class[f"{metric}_low"] = [low for low, _ in bounds]
+        evaluation.per_class[f"{metric}_high"] = [high for _, high in bounds]
 
 
 def predictions_table(data: Data, result: Inference, split: str) -> pd.DataFrame:

@@ -86,18 +86,31 @@ def plot_per_class(table: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _range(bounds: tuple[float, float]) -> str:
+    return "—" if np.isnan(bounds[0]) else f"{bounds[0]:.3f} – {bounds[1]:.3f}"
+
+
 def _fmt(v) -> str:
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     return "—" if v is None or np.isnan(v) else f"{v:.3f}"
 
 
+def _with_interval(row: pd.Series, column: str) -> str:
+    """A value, with its 95 % interval where the table carries one (`COLUMN_low`, `COLUMN_high`)."""
+    if f"{column}_low" not in row or np.isnan(row[f"{column}_low"]):
+        return _fmt(row[column])
+    return f"{_fmt(row[column])} [{_fmt(row[f'{column}_low'])}, {_fmt(row[f'{column}_high'])}]"
+
+
 def per_class_markdown(table: pd.DataFrame) -> str:
-    """The source reports' layout: one row per class, then the macro and support-weighted averages."""
+    """The source reports' layout: one row per class, then the macro and support-weighted averages;
+    recall, F1 and AUC with their 95 % group-bootstrap intervals where the table has them."""
     cols = ["support", "recall", "ovr_accuracy", "precision", "f1", "roc_auc"]
     head = ("| label | support | recall (per-class accuracy) | one-vs-rest accuracy | precision | F1 | AUC |\n"
             "|---|---:|---:|---:|---:|---:|---:|\n")
-    rows = ["| " + " | ".join([str(r["label"])] + [_fmt(r[c]) for c in cols]) + " |" for _, r in table.iterrows()]
+    rows = ["| " + " | ".join([str(r["label"])] + [_with_interval(r, c) for c in cols]) + " |"
+            for _, r in table.iterrows()]
     support = table["support"].to_numpy()
     macro, weighted = [int(support.sum())], [int(support.sum())]
     for c in cols[1:]:
@@ -141,9 +154,16 @@ def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[
 
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in header.items()]
-    lines += ["", "## Summary" + (" (per clip: its views' predictions averaged)" if evaluation.levels else ""), "",
-              "| metric | value |", "|---|---:|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in evaluation.summary.items()]
+    lines += ["", "## Summary" + (" (per clip: its views' predictions averaged)" if evaluation.levels else ""), ""]
+    intervals = evaluation.intervals
+    if intervals is not None:
+        lines += [f"{intervals.n_clips} clips from {intervals.n_groups} groups. The 95 % intervals come from "
+                  f"{intervals.resamples} bootstrap resamples of the groups (songs, artists: the manifest's "
+                  "`group`), which share their mistakes; few groups mean wide intervals.", ""]
+    lines += ["| metric | value | 95 % interval |", "|---|---:|---:|"]
+    ranges = intervals.summary if intervals is not None else {}
+    lines += [f"| {k} | {_fmt(v)} | {_range(ranges[k]) if k in ranges else ''} |"
+              for k, v in evaluation.summary.items()]
     for level, summary in evaluation.levels.items():
         lines += ["", f"## Per {level.removesuffix('s')} (each of a clip's {level} scored on its own)", "",
                   "| metric | value |", "|---|---:|"]

@@ -8,6 +8,7 @@ has no ROC-AUC: it is reported as NaN, left out of the macro average, and named 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,10 +48,12 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     levels: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. "segments": per-segment summary
     predictions: pd.DataFrame | None = None  # one row per evaluated clip (and segment): predictions.parquet
+    intervals: Any = None  # trainers.uncertainty.Intervals: the group bootstrap's 95 % intervals
 
     def to_json(self) -> dict:
         return jsonable({
             **self.summary,
+            **(self.intervals.to_json() if self.intervals is not None else {}),
             **({"levels": self.levels} if self.levels else {}),
             "per_class": self.per_class.to_dict("records"),
             **self.matrices,
