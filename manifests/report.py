@@ -22,6 +22,20 @@ def split_counts(manifest: Manifest) -> pd.DataFrame:
     return counts.astype("int64")
 
 
+FEW_GROUPS = 3  # fewer groups of a label in a split than this, and its scores there rest on a song or two
+
+
+def group_counts(manifest: Manifest) -> pd.DataFrame:
+    """Distinct groups (songs, artists) per label per split: how many independent examples a
+    split's score for the label rests on."""
+    exploded = manifest.table[["labels", "split", "group"]].explode("labels").dropna(subset=["labels"])
+    counts = exploded.groupby(["labels", "split"])["group"].nunique().unstack(fill_value=0) if len(exploded) else None
+    counts = (counts if counts is not None else pd.DataFrame()).reindex(
+        index=manifest.meta.labels, columns=list(SPLITS), fill_value=0)
+    counts["total"] = exploded.groupby("labels")["group"].nunique().reindex(counts.index, fill_value=0)
+    return counts.astype("int64")
+
+
 def groups_in_several_splits(manifest: Manifest) -> int:
     return int((manifest.table.groupby("group")["split"].nunique() > 1).sum())
 
@@ -74,6 +88,16 @@ def show(manifest: Manifest, source: str) -> str:
             share = f" ({100 * row[split] / row['total']:4.1f}%)" if row["total"] and name != "(groups)" else ""
             cells.append(f"{row[split]:,}{share}".rjust(16))
         lines.append(str(name).ljust(width) + "".join(cells) + f"{row['total']:,}".rjust(10))
+    groups = group_counts(manifest)
+    lines += ["", "groups per label".ljust(width) + "".join(name.rjust(16) for name in SPLITS) + "total".rjust(10)]
+    for name, row in groups.iterrows():
+        lines.append(str(name).ljust(width) + "".join(f"{row[split]:,}".rjust(16) for split in SPLITS)
+                     + f"{row['total']:,}".rjust(10))
+    few = [f"{label} in {split} ({row[split]})" for label, row in groups.iterrows() for split in SPLITS
+           if row[split] < FEW_GROUPS]
+    if few:
+        lines.append(f"warning: {len(few)} label/split pair(s) rest on fewer than {FEW_GROUPS} groups, so their "
+                     f"scores rest on a song or two: {', '.join(few[:8])}{', ...' if len(few) > 8 else ''}")
     return "\n".join(lines)
 
 

@@ -45,6 +45,19 @@ def test_mtat_summary_and_show(reference, tmp_path, capsys):
     assert urban.split()[-1] == f"{counts.sum():,}"
     groups = next(line for line in shown.splitlines() if line.startswith("(groups)")).split()
     assert groups[-1] == "230"
+    # groups (artists) per label per split, and a warning for the pairs resting on fewer than 3
+    lines = shown.splitlines()
+    per_label = lines[next(i for i, line in enumerate(lines) if line.startswith("groups per label")) + 1:]
+    exploded = manifest.table.explode("labels")
+    for label in manifest.meta.labels:
+        row = next(line for line in per_label if line.startswith(label + " ")).split()
+        of_label = exploded[exploded["labels"] == label]
+        expected = of_label.groupby("split")["group"].nunique().reindex(["train", "valid", "test"], fill_value=0)
+        assert row[-4:] == [f"{n:,}" for n in expected] + [f"{of_label['group'].nunique():,}"], label
+    few = int((exploded.groupby(["labels", "split"])["group"].nunique().unstack(fill_value=0)
+               .reindex(columns=["train", "valid", "test"], fill_value=0) < 3).to_numpy().sum())
+    warning = [line for line in lines if line.startswith("warning: ")]
+    assert warning == ([] if not few else [next(w for w in warning if w.startswith(f"warning: {few} label/split"))])
 
 
 def test_gtzan_filtered_and_fma_from_the_cli(reference, tmp_path, capsys):
@@ -133,3 +146,18 @@ def test_console_process(audio, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "12 clips, 2 labels" in done.stdout
     assert len(manifests.load(out).table) == 12
+
+
+def test_show_warns_when_a_label_rests_on_fewer_than_three_groups_in_a_split(tmp_path, capsys):
+    from manifests.adapters import folder
+
+    for label in ("jazz", "rock"):
+        for i in range(6):
+            write_tone(tmp_path / "audio" / label / f"{i}.wav")
+    manifest = folder(tmp_path / "audio", split=(0.6, 0.2, 0.2), seed=0)
+    out = manifests.save(manifest, tmp_path / "m.parquet")
+    assert main(["manifest", "show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "groups per label" in shown
+    warning = next(line for line in shown.splitlines() if line.startswith("warning: "))
+    assert "rest on fewer than 3 groups" in warning and "jazz in valid (" in warning
