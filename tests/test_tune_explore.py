@@ -62,6 +62,7 @@ def test_tune_is_killed_mid_trial_and_the_same_command_resumes_the_study(trainer
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Traceback" not in resumed.stderr
+    assert "ExperimentalWarning" not in resumed.stderr and "FutureWarning" not in resumed.stderr  # Optuna's noise
     study = _study(out)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3 and study.trials[0].state == TrialState.COMPLETE

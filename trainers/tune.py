@@ -96,7 +96,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
 
 def tune(config: TuneConfig) -> dict[str, Any]:
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -110,16 +110,17 @@ def tune(config: TuneConfig) -> dict[str, Any]:
     base = resolve(recipe=config.recipe, flags=fixed)
     monitor = base["monitor"] or "val_accuracy"  # every recipe names its own
     column, mode = MONITORS[monitor]
+    # heartbeats and retries are "experimental" in Optuna's terms (stable since 2.8): no warning per run
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = RDBStorage(f"sqlite:///{(out / STUDY).resolve()}", heartbeat_interval=HEARTBEAT_SECONDS,
-                         grace_period=GRACE_SECONDS, failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
+                         grace_period=GRACE_SECONDS,
+                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
     seed = int(base["seed"])
     sampler = (optuna.samplers.RandomSampler(seed=seed) if settings["sampler"] == "random"
                else optuna.samplers.TPESampler(seed=seed))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if config.pruning
               else optuna.pruners.NopPruner())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # heartbeats and retries are "experimental" in Optuna's terms (stable since 2.8); say so once, here
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(storage=storage, study_name="tune", sampler=sampler, pruner=pruner,
                                 direction="maximize" if mode == "max" else "minimize", load_if_exists=True)
 
