@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from featurestore import environment
 from featurestore.errors import UserError
 
@@ -101,7 +103,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             yield client
         return
     with local_cluster(workers or os.cpu_count() or 1, worker_env) as cluster, Client(cluster) as client:
-        client.run(_quiet_worker_logs)
+        client.register_plugin(_QuietLogs(), name="featurestore-quiet-logs")  # restarted workers too
         _announce(client, progress)
         yield client
 
@@ -147,6 +149,14 @@ class _DropMessages(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.prefixes)
+
+
+class _QuietLogs(WorkerPlugin):
+    """A Dask worker plugin: `_quiet_worker_logs` in every worker of our local cluster, those the
+    nanny starts again after a death included (a plain `client.run` reaches only the first ones)."""
+
+    def setup(self, worker: Any) -> None:
+        _quiet_worker_logs()
 
 
 def _quiet_worker_logs() -> None:
