@@ -9,16 +9,12 @@ runs as a real `featurestore build` process against them.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -26,6 +22,7 @@ import pytest
 import manifests
 from featurestore.cli import main
 from featurestore.store import FAILED, OK, open_store
+from helpers_cluster import dask_cli_cluster
 from helpers_store import assert_same_arrays, read_arrays
 
 pytest_plugins = ["helpers_store"]
@@ -44,45 +41,6 @@ def _can_unshare() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
     return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
-
-
-@contextlib.contextmanager
-def cluster(folder: Path, workers: dict[str, list[str]]) -> Iterator[tuple[str, dict[str, str]]]:
-    """A `dask scheduler` and one `dask worker` per name, each started behind its command prefix;
-    yields (scheduler address, worker name -> address)."""
-    from dask.distributed import Client
-
-    dask = str(Path(sys.executable).with_name("dask"))
-    folder.mkdir(parents=True, exist_ok=True)
-    scheduler_file = folder / "scheduler.json"
-    log = (folder / "cluster.log").open("wb")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                   "--scheduler-file", str(scheduler_file), "--idle-timeout", "600"],
-                                  stdout=log, stderr=log, env=env)]
-    processes += [subprocess.Popen([*prefix, dask, "worker", "--scheduler-file", str(scheduler_file), "--host",
-                                    "127.0.0.1", "--nthreads", "1", "--no-dashboard", "--death-timeout", "20",
-                                    "--name", name], stdout=log, stderr=log, env=env)
-                  for name, prefix in workers.items()]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            assert time.monotonic() < deadline and processes[0].poll() is None, "dask scheduler did not start"
-            time.sleep(0.05)
-        address = json.loads(scheduler_file.read_text())["address"]
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(len(workers), timeout=60)
-            names = {w["name"]: a for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
-        yield address, names
-    finally:
-        for p in reversed(processes):
-            p.terminate()
-        for p in processes:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
 
 
 def without_file_override(folder: Path) -> list[str]:
@@ -113,7 +71,8 @@ def test_a_worker_that_cannot_see_the_audio_root_stops_the_build_before_the_stor
     blind = ["unshare", "-m", "--propagation", "private", "sh", "-c",
              f'mount -t tmpfs none "{audio}" && exec "$0" "$@"']
     out = tmp_path / "store.zarr"
-    with cluster(tmp_path, {"healthy": [], "blind": blind}) as (address, names):
+    with dask_cli_cluster(tmp_path, {"healthy": [], "blind": blind}) as running:
+        address, names = running.address, running.names
         code, _, err = build(store_corpus.big_manifest, audio, out, "--scheduler", address)
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -138,7 +97,8 @@ def test_files_a_worker_cannot_read_are_read_by_another_and_never_committed_as_f
     restricted = without_file_override(tmp_path)
 
     out = tmp_path / "store.zarr"
-    with cluster(tmp_path / "both", {"healthy": [], "restricted": restricted}) as (address, names):
+    with dask_cli_cluster(tmp_path / "both", {"healthy": [], "restricted": restricted}) as running:
+        address, names = running.address, running.names
         code, stdout, err = build(store_corpus.big_manifest, audio, out, "--scheduler", address)
     assert code == 0, err
     assert re.search(rf"warning: Dask worker {re.escape(names['restricted'])} cannot read \S+ \(permission denied\), "
@@ -148,7 +108,8 @@ def test_files_a_worker_cannot_read_are_read_by_another_and_never_committed_as_f
     assert store.build_state == "complete"
 
     alone = tmp_path / "alone.zarr"
-    with cluster(tmp_path / "alone", {"restricted": restricted}) as (address, names):
+    with dask_cli_cluster(tmp_path / "alone", {"restricted": restricted}) as running:
+        address, names = running.address, running.names
         code, stdout, err = build(store_corpus.big_manifest, audio, alone, "--scheduler", address)
     assert code != 0 and "Traceback" not in err
     assert re.search(rf"Dask worker {re.escape(names['restricted'])} cannot read \S+ \(permission denied\), which "
@@ -157,7 +118,8 @@ def test_files_a_worker_cannot_read_are_read_by_another_and_never_committed_as_f
     assert not (partial.status == FAILED).any(), "an unreadable file was committed as the file's failure"
     assert partial.n_pending > 0
 
-    with cluster(tmp_path / "healthy", {"healthy": []}) as (address, names):
+    with dask_cli_cluster(tmp_path / "healthy", {"healthy": []}) as running:
+        address, names = running.address, running.names
         code, stdout, err = build(store_corpus.big_manifest, audio, alone, "--scheduler", address)
     assert code == 0, err
     assert (open_store(alone).status == OK).all()

@@ -9,18 +9,14 @@ needs to act at one. Recovery times are printed (`pytest -m reliability -s` show
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -33,6 +29,7 @@ from featurestore.errors import UserError
 from featurestore.store import OK, PENDING, open_store
 from featurestore.store.commits import read_documents
 from featurestore.store.inspect import verify
+from helpers_cluster import dask_cli_cluster
 from helpers_store import SPEC, assert_same_arrays, read_arrays
 
 pytest_plugins = ["helpers_store"]
@@ -44,59 +41,9 @@ SPEC_ARGS = ["--duration", "1", "--crop-samples", "4096", "--shard-size", str(SH
 SUMMARY = re.compile(r"\((\d+) built now, (\d+) already committed\) in ([\d.]+) s")
 
 
-@dataclass
-class CliCluster:
-    address: str
-    client: object  # a dask Client of the test itself, to watch and steer the cluster
-    processes: list[subprocess.Popen]
-
-
-@contextlib.contextmanager
-def _dask_cli_cluster(folder: Path, workers: int, worker_env: dict[str, str] | None = None) -> Iterator[CliCluster]:
-    """`dask scheduler` and `workers` `dask worker` processes (one thread each) on 127.0.0.1, the
-    workers' environment updated by `worker_env`.
-
-    They stop by themselves if this process dies: the scheduler after 10 idle minutes, the workers
-    20 s after losing it."""
-    from dask.distributed import Client
-
-    dask = Path(sys.executable).with_name("dask")
-    scheduler_file = folder / "scheduler.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    log = (folder / "cluster.log").open("wb")
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                   "--scheduler-file", scheduler_file, "--idle-timeout", "600"],
-                                  stdout=log, stderr=log, env=env)]
-    processes += [subprocess.Popen([dask, "worker", "--scheduler-file", scheduler_file, "--host", "127.0.0.1",
-                                    "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--death-timeout", "20",
-                                    "--name", f"cli-worker-{i}"], stdout=log, stderr=log,
-                                   env={**env, **(worker_env or {})})
-                  for i in range(workers)]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            assert time.monotonic() < deadline and processes[0].poll() is None, "dask scheduler did not start"
-            time.sleep(0.05)
-        address = json.loads(scheduler_file.read_text())["address"]
-        assert address.startswith("tcp://127.0.0.1:")
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-            yield CliCluster(address, client, processes)
-    finally:
-        for p in reversed(processes):
-            p.terminate()
-        for p in processes:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def cli_cluster(tmp_path_factory):
-    with _dask_cli_cluster(tmp_path_factory.mktemp("dask-cli"), workers=2) as cluster:
+    with dask_cli_cluster(tmp_path_factory.mktemp("dask-cli"), workers=2) as cluster:
         yield cluster
 
 
@@ -424,7 +371,7 @@ def test_local_workers_do_not_outlive_a_killed_build(store_corpus, local_referen
 def test_losing_the_scheduler_stops_the_build_cleanly(cli_cluster, store_corpus, local_reference, tmp_path,
                                                       capsys):
     out, marker, release = tmp_path / "store.zarr", tmp_path / "reached", tmp_path / "release"
-    with _dask_cli_cluster(tmp_path, workers=1) as doomed:
+    with dask_cli_cluster(tmp_path, workers=1) as doomed:
         proc = _start(_build_args(store_corpus, out, "--scheduler", doomed.address), point="commit:3", marker=marker,
                       release=release)
         try:
@@ -481,7 +428,7 @@ def test_workers_that_cannot_load_the_feature_libraries_stop_the_build_in_one_li
     from helpers_environment import broken_package
 
     shadow = broken_package(tmp_path / "shadow", "torchaudio")
-    with _dask_cli_cluster(tmp_path, workers=2, worker_env={"PYTHONPATH": str(shadow)}) as cluster:
+    with dask_cli_cluster(tmp_path, workers=2, worker_env={"PYTHONPATH": str(shadow)}) as cluster:
         out = tmp_path / "store.zarr"
         code, stdout, err = _finish(_start(_build_args(store_corpus, out, "--scheduler", cluster.address)))
     assert code == 2, err
