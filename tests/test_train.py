@@ -127,6 +127,39 @@ def test_every_recipe_trains_from_the_cli_and_beats_chance(name, recipe_run, tra
     if not recipe(name).options["augment"]:
         assert all(options[p] == 0 for p in ("wave_noise_p", "wave_mask_p", "time_mask_p", "freq_mask_p"))
     _check_predictions(run, trainer_stores)
+    _check_published(run, recipe(name), overridden=given)
+
+
+def _check_published(run: Path, recipe, overridden: set[str]) -> None:
+    """The report's headline beside the run's value and interval, in metrics.json and report.md,
+    with what differs: at least the split protocol and every recipe option the test overrode."""
+    metrics, published = _metrics(run), recipe.published
+    beside = metrics["published"]
+    assert (beside["value"], beside["metric"], beside["report"]) == (published.value, published.metric,
+                                                                    published.report)
+    assert beside["ours"] == metrics[published.metric]
+    low, high = beside["ours_interval"]
+    assert low <= beside["ours"] <= high
+    differences = " ".join(beside["differences"])
+    assert "the report: " + published.protocol in differences
+    assert all(f"{key} " in differences for key in overridden & set(recipe.options)), differences
+    report = (run / "report.md").read_text()
+    assert "## Beside the published result" in report and f"| {published.report} | {published.value:g} |" in report
+
+
+def test_every_recipe_quotes_the_published_number_of_its_report(reference, capsys):
+    """The numbers recipes quote are the reference document's, as the reports state them."""
+    from trainers.recipes import RECIPES as ALL
+
+    text = (reference / "reports" / "published-results.md").read_text()
+    for r in ALL.values():
+        shown = {f"{r.published.value:g}", f"{r.published.value:.4f}", f"{100 * r.published.value:.2f} %",
+                 f"{100 * r.published.value:.1f} %"}
+        assert r.published.report in text and any(s in text for s in shown), r.name
+        assert all(f"{v:g}" in text or f"{v:.4f}" in text for v in r.published.also.values()), r.name
+    assert main(["recipes"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"published: {r.published.setup}: {r.published.quote()}" in listing for r in ALL.values())
 
 
 def _check_predictions(run: Path, stores) -> None:
@@ -462,6 +495,11 @@ def test_split_70_30_keeps_groups_apart_and_reports_segments_and_tracks(recipe_r
     np.testing.assert_allclose(stats["handcrafted_mean"].numpy(), values[data.splits["train"]].mean(axis=(0, 1)),
                                rtol=1e-5, atol=1e-6)
     metrics = _metrics(run)
+    protocol = metrics["split_protocol"]  # the test set is not the manifest's, and everything says so
+    assert protocol["source"] == "re-split" and protocol["clips"] == clips and protocol["recipe"] == "gtzan-ffnn"
+    assert all(protocol["groups"][s] >= 1 for s in clips)
+    sizes = f"{clips['train']} train clips ({protocol['groups']['train']} groups)"
+    assert "NOT the manifest's test set" in (run / "report.md").read_text() and sizes in (run / "report.md").read_text()
     segments = metrics["levels"]["segments"]
     assert metrics["n_clips"] == clips["test"] and segments["n_segments"] > metrics["n_clips"]
     assert 0 <= segments["accuracy"] <= 1 and "## Per segment" in (run / "report.md").read_text()
@@ -470,6 +508,19 @@ def test_split_70_30_keeps_groups_apart_and_reports_segments_and_tracks(recipe_r
     again = _metrics(run / "eval-test")
     assert again["accuracy"] == metrics["accuracy"] and again["levels"] == metrics["levels"]
     capsys.readouterr()
+
+
+def test_split_manifest_undoes_a_recipes_re_split(trainer_stores, tmp_path, capsys):
+    run = tmp_path / "manifest-split"
+    assert _train(capsys, trainer_stores.genres, run, "--recipe", "gtzan-ffnn", "--split", "manifest",
+                  "--epochs", "1") == 0
+    data = open_data(trainer_stores.genres, InputConfig("handcrafted"))
+    protocol = _metrics(run)["split_protocol"]
+    assert protocol["source"] == "manifest" and protocol["clips"] == {s: len(v) for s, v in data.splits.items()}
+    assert "the manifest's splits" in (run / "report.md").read_text()
+    assert load_run(run)["options"]["split"] is None
+    assert "split manifest (recipe 70/30)" in " ".join(
+        _metrics(run)["published"]["differences"])
 
 
 def test_plateau_scheduler_and_early_stopping(trainer_stores, tmp_path, capsys):

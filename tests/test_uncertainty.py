@@ -4,7 +4,7 @@ library's, and its intervals behave as intervals over groups should."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, roc_auc_score
 
 from trainers.uncertainty import bootstrap, group_weights, weighted_auc
 
@@ -29,7 +29,9 @@ def test_one_group_gives_no_spread_and_the_point_estimate():
     accuracy = accuracy_score(y.argmax(1), prob.argmax(1))
     macro_f1 = f1_score(y.argmax(1), prob.argmax(1), average="macro", labels=range(4), zero_division=0)
     np.testing.assert_allclose(intervals.summary["accuracy"], (accuracy, accuracy))
+    precision = precision_score(y.argmax(1), prob.argmax(1), average="macro", labels=range(4), zero_division=0)
     np.testing.assert_allclose(intervals.summary["macro_f1"], (macro_f1, macro_f1))
+    np.testing.assert_allclose(intervals.summary["macro_precision"], (precision, precision))
     assert (intervals.n_clips, intervals.n_groups) == (80, 1)
 
 

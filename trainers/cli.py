@@ -135,8 +135,10 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     opt("--time-mask", type=int, help="SpecAugment: at most this many time bins (default 30)")
     opt("--freq-mask", type=int, help="SpecAugment: at most this many mel/MFCC bins (default 2)")
     opt("--noise-sigma", type=float, help="Gaussian noise on normalised features (default 0.015)")
-    opt("--split", metavar="TRAIN/TEST", help="re-split every usable clip, e.g. 70/30 (groups kept apart); "
-                                              "valid is then --valid-fraction of train")
+    opt("--split", metavar="TRAIN/TEST", help="re-split every usable clip, e.g. 70/30 (groups kept apart; the "
+                                              "test set is then not the manifest's, and reports say so); valid is "
+                                              "then --valid-fraction of train; manifest: keep the manifest's splits "
+                                              "(undoes a recipe's re-split)")
     opt("--valid-fraction", type=float, help="with --split: share of train held out for selection (default 0.1)")
     opt("--folds", type=int, help="K-fold cross-validation over train+valid, groups kept together")
     opt("--init-from", nargs="+", metavar="RUN", help="mixnet: start from the encoders of an nnet1 and an nnet2 run")
@@ -197,7 +199,9 @@ def _tune(args) -> int:
                              folds=folds, pruning=args.pruning, overrides=given))
     best = "no trial completed" if result["best_trial"] is None else (
         f"best trial {result['best_trial']}: {result['best_value']:.4f}")
-    print(f"wrote {args.out}: {result['trials']} trials, {best}; options in {args.out}/best.json")
+    print(f"wrote {args.out}: {result['trials']} trials, {best} (validation); options in {args.out}/best.json")
+    if result["best_test"]:
+        print(f"test result of the best {result['best_test']}")
     return 0
 
 

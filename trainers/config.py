@@ -51,7 +51,7 @@ class TrainConfig:
     block_clips: int | None = None  # None: from the store's chunk and shard sizes
     shuffle_buffer: int | None = None  # clips; None: about 256 MB of rows
     folds: int | None = None
-    split: str | None = None  # "70/30": re-split every usable clip into train/test, valid from train
+    split: str | None = None  # "70/30": re-split every usable clip into train/test, valid from train; None: the manifest's
     valid_fraction: float = 0.1  # with `split`: the share of train (by group) held out for selection
     init_from: tuple[str, ...] | None = None  # runs whose encoders start the model (mixnet: nnet1, nnet2)
     freeze_encoders: bool = False  # train only the classifier on top of `init_from`'s encoders
@@ -80,6 +80,8 @@ class TrainConfig:
             raise UserError("--folds must be >= 2")
         if not 0.0 < self.valid_fraction < 1.0:
             raise UserError("--valid-fraction must lie strictly between 0 and 1")
+        if self.split == "manifest":
+            object.__setattr__(self, "split", None)  # said explicitly, e.g. to undo a recipe's re-split
         if self.split is not None:
             parse_split(self.split)
         if self.freeze_encoders and not self.init_from:
@@ -114,7 +116,7 @@ def parse_split(text: str) -> tuple[float, float]:
     except ValueError:
         train = test = 0.0
     if not (train > 0 and test > 0):
-        raise UserError(f"--split {text!r}: expected two positive numbers like 70/30 (train/test)")
+        raise UserError(f"--split {text!r}: expected two positive numbers like 70/30 (train/test), or manifest")
     return train / (train + test), test / (train + test)
 
 

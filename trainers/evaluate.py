@@ -18,7 +18,8 @@ from trainers import checkpoint
 from trainers.config import TrainConfig, load_run, trained_on
 from trainers.datasets import StoreDataset
 from trainers.io import atomic_path, write_json
-from trainers.prepare import Data, folds, open_data, require, run_splits
+from trainers.prepare import Data, SplitProtocol, folds, open_data, require, run_splits
+from trainers.published import Comparison, beside
 from trainers.report import write_report
 from trainers.runtime import Acceleration, Inference, infer, make_loader, make_model, resolve_device
 from trainers.tasks import AveragedLoss, Evaluation
@@ -79,15 +80,33 @@ def predictions_table(data: Data, result: Inference, split: str) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True)
 
 
-def write_evaluation(out: Path, evaluation: Evaluation, *, meta: dict[str, Any], title: str,
-                     history: pd.DataFrame | None = None, monitor: str | None = None) -> None:
+def published_for(data: Data, config: TrainConfig, evaluation: Evaluation, split: str) -> Comparison | None:
+    """The test result of a recipe's run beside its report's headline (None off the test split or
+    without a recipe)."""
+    if split != "test" or not config.recipe:
+        return None
+    from trainers.options import from_config
+    from trainers.recipes import recipe
+
+    return beside(recipe(config.recipe), evaluation.summary, evaluation.intervals, dataset=data.store.attrs.dataset,
+                  protocol=data.protocol, spec=data.spec, options=from_config(config))
+
+
+def write_evaluation(out: Path, evaluation: Evaluation, *, meta: dict[str, Any], title: str, protocol: SplitProtocol,
+                     published: Comparison | None = None, history: pd.DataFrame | None = None,
+                     monitor: str | None = None) -> None:
+    """predictions.parquet, metrics.json (with the split protocol and any published comparison),
+    report.md and its figures in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     if evaluation.predictions is not None:
         with atomic_path(out / PREDICTIONS) as tmp:
             evaluation.predictions.to_parquet(tmp, index=False)
-    write_json(out / "metrics.json", {**meta, **evaluation.to_json()})
-    write_report(out, evaluation, title=title, header={k: str(v) for k, v in meta.items()},
-                 history=history, monitor=monitor)
+    write_json(out / "metrics.json", {**meta, "split_protocol": protocol.to_json(),
+                                      **({"published": published.to_json()} if published else {}),
+                                      **evaluation.to_json()})
+    write_report(out, evaluation, title=title, header={**{k: str(v) for k, v in meta.items()},
+                                                       "splits": protocol.statement()},
+                 published=published, history=history, monitor=monitor)
 
 
 def split_for_run(data: Data, resolved: dict[str, Any], split: str, seed: int) -> np.ndarray:
@@ -128,6 +147,7 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     write_evaluation(
         target, evaluation, title=f"{config.model} on {split} of {data.url}",
         meta={"split": split, "checkpoint": which, "epoch": state["epoch"], "store": data.url, "model": config.model},
+        protocol=data.protocol, published=published_for(data, config, evaluation, split),
         history=pd.read_csv(history_path) if history_path.is_file() else None, monitor=resolved["monitor_column"],
     )
     return target, evaluation

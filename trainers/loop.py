@@ -28,7 +28,7 @@ from trainers import checkpoint
 from trainers.config import RESUMABLE_CHANGES, TrainConfig, load_run
 from trainers.crossval import cross_validate
 from trainers.datasets import StoreDataset, StreamingStoreDataset, block_size, buffer_size
-from trainers.evaluate import evaluate_model, write_evaluation
+from trainers.evaluate import evaluate_model, published_for, write_evaluation
 from trainers.io import atomic_path, write_json
 from trainers.models import check_input, count_parameters
 from trainers.options import from_config
@@ -231,8 +231,11 @@ class Fit:
         evaluation = evaluate_model(self.model, self.pipeline, self.data, test, self.config, self.device, self.fast)
         for note in evaluation.notes:
             print(f"note: {note}")
-        write_evaluation(self.out, evaluation, meta=meta, title=title, history=pd.DataFrame(self.history),
-                         monitor=self.column)
+        published = published_for(self.data, self.config, evaluation, "test")
+        if published is not None:
+            print(f"published: {published.line()} (differences: {self.out / 'report.md'})")
+        write_evaluation(self.out, evaluation, meta=meta, title=title, protocol=self.data.protocol,
+                         published=published, history=pd.DataFrame(self.history), monitor=self.column)
         return evaluation.summary
 
 
@@ -246,6 +249,7 @@ def _write_config(out: Path, config: TrainConfig, data: Data, monitor: str, devi
         "precision": fast.precision, "channels_last": fast.channels_last, "compile": fast.compile,
         "compile_note": fast.compile_note,
         "workers": config.workers(), "clips": {k: int(len(v)) for k, v in data.splits.items()},
+        "split_protocol": data.protocol.to_json(),
         "notes": data.notes, "versions": {"featurestore": __version__, "torch": torch.__version__}, **extra,
     }
     write_json(out / "config.json", {"train": config.to_dict(), "options": from_config(config), "resolved": resolved})
@@ -288,6 +292,7 @@ def train(config: TrainConfig, progress: bool | None = None, on_epoch: OnEpoch |
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed training shapes: let cuDNN pick its kernels
     for note in data.notes:
         print(f"note: {note}")
+    print(f"splits: {data.protocol.statement()}")
     if config.folds:
         _write_config(Path(config.out), config, data, monitor, device, fast, folds=config.folds)
         fit = functools.partial(fit_and_test, monitor=monitor, device=device, progress=progress, on_epoch=on_epoch,

@@ -60,6 +60,49 @@ class Source:
         return next((f for f in map(self.spec.feature, self.arrays) if f.layout == "segments"), None)
 
 
+@dataclass(frozen=True)
+class SplitProtocol:
+    """Where a run's train, valid and test clips come from: the manifest's splits, or a re-split
+    (`--split 70/30`, or a recipe that sets it) whose test set is not the manifest's. Runs are
+    comparable on test only when their protocols (and stores) agree."""
+
+    split: str | None  # None: the manifest's; "70/30": every usable clip re-split by group
+    clips: dict[str, int]
+    groups: dict[str, int]
+    seed: int | None = None
+    valid_fraction: float | None = None
+    recipe: str | None = None  # the recipe that asked for the re-split
+
+    @property
+    def manifest(self) -> bool:
+        return self.split is None
+
+    def sizes(self) -> str:
+        return ", ".join(f"{self.clips[s]:,} {s} clips ({self.groups[s]:,} groups)" for s in SPLITS)
+
+    def statement(self) -> str:
+        """One sentence for report.md and the console."""
+        if self.manifest:
+            return f"the manifest's splits: {self.sizes()}"
+        by = f" (set by recipe {self.recipe})" if self.recipe else ""
+        return (f"NOT the manifest's test set: --split {self.split}{by} re-split all {sum(self.clips.values()):,} "
+                f"usable clips, groups kept apart, seed {self.seed}: {self.sizes()}; valid is "
+                f"{self.valid_fraction:g} of the train share, for early stopping and the best checkpoint. "
+                "Test scores are comparable only with runs re-split the same way")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": "manifest" if self.manifest else "re-split", **dataclasses.asdict(self)}
+
+
+def protocol_of(splits: dict[str, np.ndarray], groups: np.ndarray, config=None) -> SplitProtocol:
+    split = getattr(config, "split", None)
+    return SplitProtocol(
+        split=split, clips={s: int(len(splits[s])) for s in SPLITS},
+        groups={s: int(len(np.unique(groups[splits[s]]))) for s in SPLITS},
+        **({} if split is None else {"seed": config.seed, "valid_fraction": config.valid_fraction,
+                                      "recipe": config.recipe}))
+
+
 @dataclass
 class Data:
     url: str
@@ -76,6 +119,7 @@ class Data:
     notes: list[str] = field(default_factory=list)
 
     inputs: InputConfig | None = None
+    protocol: SplitProtocol | None = None  # how the splits were chosen (run_splits)
     stats_clips: np.ndarray | None = None  # the clips `stats` were computed over
     store: Store | None = None  # as opened, once
 
@@ -162,12 +206,12 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
 
 
 def run_splits(data: Data, config) -> Data:
-    """The clips a run trains, selects and tests on: the manifest's splits, or with `config.split`
-    ("70/30") every usable clip re-split into train and test, stratified by label and never
+    """The clips a run trains, selects and tests on, and the protocol that chose them (`protocol`):
+    the manifest's splits, or with `config.split` ("70/30") every usable clip re-split into train and test, stratified by label and never
     cutting a group, with `valid_fraction` of the train share (by group) held out for early
     stopping and checkpoint selection. Seeded by `config.seed`, so `evaluate` finds the same."""
     if not config.split:
-        return data
+        return dataclasses.replace(data, protocol=protocol_of(data.splits, data.groups))
     from manifests.split import stratified_split
     from trainers.config import parse_split
 
@@ -176,10 +220,7 @@ def run_splits(data: Data, config) -> Data:
     ratios = (train * (1 - config.valid_fraction), train * config.valid_fraction, test)
     which = stratified_split(data.targets[pool] > 0, data.groups[pool], ratios, config.seed)
     splits = {name: pool[which == k] for k, name in enumerate(SPLITS)}
-    return dataclasses.replace(data, splits=splits, notes=[*data.notes, (
-        f"--split {config.split}: {len(splits['train'])} train, {len(splits['valid'])} valid "
-        f"({config.valid_fraction:g} of the train share, for early stopping and the best checkpoint), "
-        f"{len(splits['test'])} test clips of the store's {len(pool)}, groups kept apart")])
+    return dataclasses.replace(data, splits=splits, protocol=protocol_of(splits, data.groups, config))
 
 
 def _stats(store, inputs: InputConfig, train: np.ndarray, notes: list[str]) -> dict:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from trainers.io import atomic_path, write_text
+from trainers.published import METRIC_NAMES, Comparison
 from trainers.tasks import Evaluation
 
 CURVES, CONFUSION, COOCCURRENCE, PER_CLASS = "curves.png", "confusion.png", "cooccurrence.png", "per_class.png"
@@ -137,8 +138,25 @@ DEFINITIONS = """### Definitions
 """
 
 
+def published_markdown(comparison: Comparison) -> list[str]:
+    """The report's headline beside this run's, and what differs between the two setups."""
+    p = comparison.published
+    lines = ["## Beside the published result", "",
+             f"The recipe `{comparison.recipe}` reproduces the {p.report}'s {p.setup}.", "",
+             f"| | {p.split} {METRIC_NAMES[p.metric]} | 95 % interval | protocol |", "|---|---:|---:|---|",
+             f"| {p.report} | {p.value:g} | not stated | {p.protocol} |",
+             f"| this run | {comparison.ours:.4f} | "
+             f"{_range(comparison.interval) if comparison.interval is not None else '—'} | see **splits** above |"]
+    if p.also:
+        lines += ["", "The report also states: " + ", ".join(f"{k} {v:g}" for k, v in p.also.items()) + "."]
+    lines += ["", "What differs from the report's setup:", ""]
+    lines += [f"- {d}" for d in comparison.differences] or ["- nothing this toolkit records"]
+    return lines + [""]
+
+
 def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[str, str],
-                 history: pd.DataFrame | None = None, monitor: str | None = None) -> list[Path]:
+                 published: Comparison | None = None, history: pd.DataFrame | None = None,
+                 monitor: str | None = None) -> list[Path]:
     """report.md plus its figures in `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     labels = list(evaluation.per_class["label"])
@@ -164,6 +182,8 @@ def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[
     ranges = intervals.summary if intervals is not None else {}
     lines += [f"| {k} | {_fmt(v)} | {_range(ranges[k]) if k in ranges else ''} |"
               for k, v in evaluation.summary.items()]
+    if published is not None:
+        lines += [""] + published_markdown(published)
     for level, summary in evaluation.levels.items():
         lines += ["", f"## Per {level.removesuffix('s')} (each of a clip's {level} scored on its own)", "",
                   "| metric | value |", "|---|---:|"]

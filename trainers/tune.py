@@ -140,10 +140,10 @@ def tune(config: TuneConfig) -> dict[str, Any]:
                 raise optuna.TrialPruned(f"{column} {value:.4f} at step {step}")
 
         result = train(to_config(config.store, str(run), options), progress=False, on_epoch=on_epoch)
-        test = result["test"]["mean"] if "folds" in result else result["test"]
-        for key in ("accuracy", "roc_auc_macro", "macro_f1", "loss"):
-            if isinstance(test.get(key), float) and math.isfinite(test[key]):
-                trial.set_user_attr(f"test_{key}", test[key])
+        valid = result["valid"]["mean"] if "folds" in result else result["valid"]
+        for key in ("accuracy", "roc_auc_macro", "macro_f1", "loss"):  # selection sees validation only
+            if isinstance(valid.get(key), float) and math.isfinite(valid[key]):
+                trial.set_user_attr(f"valid_{key}", valid[key])
         return float(result["best"])
 
     def done(states=(TrialState.COMPLETE, TrialState.PRUNED)) -> int:
@@ -156,18 +156,33 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         study.optimize(objective, callbacks=[MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE,
                                                                                        TrialState.PRUNED)),
                                              write_results])
-    write_results(study)
+    write_results_files(study, out, column, base, config, final=True)
     best = study.best_trial if done((TrialState.COMPLETE,)) else None
     return {"trials": done(), "best_value": None if best is None else best.value,
-            "best_trial": None if best is None else best.number, "out": str(out)}
+            "best_trial": None if best is None else best.number, "out": str(out),
+            "best_test": None if best is None else best_test_line(best)}
 
 
 def _show(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def write_results_files(study, out: Path, column: str, base: dict[str, Any], config: TuneConfig) -> None:
-    """trials.csv, tune.md, tune.png and (once a trial completed) best.json."""
+def best_test_line(best) -> str:
+    """The best trial's test result, read once from its run after the search, and said to be that."""
+    metrics = read_json(Path(best.user_attrs["run"]) / "metrics.json")
+    test = metrics["test"]["mean"] if "folds" in metrics else metrics
+    shown = ", ".join(f"{k} {test[k]:.4f}" for k in ("accuracy", "roc_auc_macro", "macro_f1")
+                      if isinstance(test.get(k), float) and math.isfinite(test[k]))
+    where = "mean over the folds' checkpoints" if "folds" in metrics else "its best checkpoint"
+    return (f"trial {best.number} on the test split ({where}): {shown}. Reported once, after the search, and "
+            "not used to choose: the other trials' test results are not shown, since picking among them would "
+            "make this number optimistic.")
+
+
+def write_results_files(study, out: Path, column: str, base: dict[str, Any], config: TuneConfig,
+                        final: bool = False) -> None:
+    """trials.csv, tune.md, tune.png and (once a trial completed) best.json; `final`: the search is
+    over, and tune.md also gives the best trial's test result."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -177,20 +192,23 @@ def write_results_files(study, out: Path, column: str, base: dict[str, Any], con
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
     names = list(config.spec.space)
+    extra = "" if column == "val_accuracy" else " valid accuracy |"  # beside another objective
     lines = [f"# Tuning {config.recipe} on {config.store}", "",
              f"Objective: the best {column} of each run ({'mean over folds' if base['folds'] else 'on valid'}), "
              f"{study.direction.name.lower()}d; {len(complete)} complete, "
              f"{sum(t.state == TrialState.PRUNED for t in trials)} pruned, "
              f"{sum(t.state == TrialState.FAIL for t in trials)} failed (a killed trial is retried).", "",
-             "| trial | state | " + " | ".join(names) + f" | {column} | test accuracy | epochs seen | run |",
-             "|---:|---|" + "---:|" * len(names) + "---:|---:|---:|---|"]
+             "Every number in this table and in tune.png is a validation result: the test split plays no part "
+             "in the search.", "",
+             "| trial | state | " + " | ".join(names) + f" | {column} |{extra} epochs seen | run |",
+             "|---:|---|" + "---:|" * len(names) + "---:|" + "---:|" * bool(extra) + "---:|---|"]
     for t in trials:
         value = "—" if t.value is None else f"{t.value:.4f}"
-        test = t.user_attrs.get("test_accuracy")
+        accuracy = t.user_attrs.get("valid_accuracy")
         lines.append(f"| {t.number}{' **best**' if best is not None and t.number == best.number else ''} | "
                      f"{t.state.name.lower()} | " + " | ".join(_show(t.params.get(n, '—')) for n in names)
-                     + f" | {value} | {'—' if test is None else f'{test:.4f}'} | {len(t.intermediate_values)} | "
-                     f"{Path(t.user_attrs.get('run', '')).name} |")
+                     + f" | {value} |" + (f" {'—' if accuracy is None else f'{accuracy:.4f}'} |" if extra else "")
+                     + f" {len(t.intermediate_values)} | {Path(t.user_attrs.get('run', '')).name} |")
     if best is not None:
         options = {**base, **best.params, "folds": None}
         write_json(out / "best.json", {"options": options, "value": best.value, "trial": best.number,
@@ -198,36 +216,60 @@ def write_results_files(study, out: Path, column: str, base: dict[str, Any], con
                                        "tuned": asdict(config)})
         lines += ["", f"Best: trial {best.number}, {column} {best.value:.4f}; its options are in best.json: "
                       f"`featurestore train STORE --config {out / 'best.json'} --out RUN`.", ""]
+        if final:
+            lines += ["## Test result of the best trial", "", best_test_line(best), ""]
     lines += ["![trials](tune.png)", ""]
     write_text(out / "tune.md", "\n".join(lines))
-    _plot(trials, out / "tune.png", column, study.direction.name == "MAXIMIZE")
+    _plot(trials, out / "tune.png", column, study.direction.name == "MAXIMIZE", config.spec.space, base["folds"])
 
 
-def _plot(trials, path: Path, column: str, maximize: bool) -> None:
+def _plot(trials, path: Path, column: str, maximize: bool, space: dict[str, tuple], folds: int | None) -> None:
+    """Objective per trial, learning curves, and each searched parameter against the objective."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, NullFormatter
     from optuna.trial import TrialState
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    names = list(space)
+    fig = Figure(figsize=(max(11, 3.6 * len(names)), 8), layout="constrained")
+    top, bottom = fig.subfigures(2, 1)
+    left, right = top.subplots(1, 2)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    last = [list(t.intermediate_values.values())[-1] if t.intermediate_values else np.nan for t in pruned]
     left.scatter([t.number for t in done], [t.value for t in done], label="complete")
     if pruned:
-        left.scatter([t.number for t in pruned], [list(t.intermediate_values.values())[-1] if t.intermediate_values
-                                                  else np.nan for t in pruned], marker="x", label="pruned (last)")
+        left.scatter([t.number for t in pruned], last, marker="x", label="pruned (last value)")
     if done:
         values = np.array([t.value for t in done])
         best = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
         left.step([t.number for t in done], best, where="post", label="best so far")
-    left.set(xlabel="trial", ylabel=column, title="objective per trial")
-    left.legend(loc="best", frameon=False)
+    left.set(xlabel="trial", ylabel=f"{column} (validation)", title="objective per trial")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     for t in trials:
         if t.intermediate_values:
             steps = sorted(t.intermediate_values)
             right.plot(steps, [t.intermediate_values[s] for s in steps], marker=".",
                        linestyle="--" if t.state == TrialState.PRUNED else "-", label=f"trial {t.number}")
-    right.set(xlabel="epoch (counting on over folds)", ylabel=column, title="learning curves (dashed: pruned)")
+    right.set(xlabel=f"epoch (counting on over {folds} folds)" if folds else "epoch", ylabel=f"{column} (validation)",
+              title="learning curves (dashed: pruned)")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(trials) <= 12:
         right.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    for ax, name in zip(np.atleast_1d(bottom.subplots(1, len(names))), names):
+        kind = space[name][0]
+        for group, marker, label, values in ((done, "o", "complete", [t.value for t in done]),
+                                             (pruned, "x", "pruned (last value)", last)):
+            if group:
+                ax.scatter([t.params[name] for t in group if name in t.params],
+                           [v for t, v in zip(group, values) if name in t.params], marker=marker, label=label)
+        if kind == "choice":
+            ax.set_xticks(sorted(space[name][1]))
+            ax.margins(x=0.1)
+        else:  # the whole searched range, so where the trials fell in it shows
+            ax.set_xscale("log" if kind == "log" else "linear")
+            ax.set_xlim(space[name][1], space[name][2])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(xlabel=name, ylabel=f"{column} (validation)", title=f"{name} against the objective")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

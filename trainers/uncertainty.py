@@ -26,7 +26,7 @@ class Intervals:
     n_clips: int
     n_groups: int
     resamples: int
-    summary: dict[str, tuple[float, float]]  # accuracy, macro_f1, roc_auc_macro -> (low, high)
+    summary: dict[str, tuple[float, float]]  # accuracy, macro_f1, macro_precision, roc_auc_macro -> (low, high)
     per_class: dict[str, list[tuple[float, float]]]  # recall, f1, roc_auc -> one interval per class
 
     def to_json(self) -> dict:
@@ -66,7 +66,7 @@ def _ratio(a: np.ndarray, b: np.ndarray, empty: float) -> np.ndarray:
 
 def bootstrap(task: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *, resamples: int = RESAMPLES,
               seed: int = 0) -> Intervals:
-    """95 % intervals of accuracy, macro-F1 and macro ROC-AUC, and per class of recall, F1 and
+    """95 % intervals of accuracy, macro-F1, macro precision and macro ROC-AUC, and per class of recall, F1 and
     ROC-AUC, for predictions `prob` of targets `y` (clips, classes) of the `task` ("multiclass":
     one label per clip; "multilabel": a decision at 0.5 per label), resampling `groups`."""
     y, prob = np.asarray(y) > 0, np.asarray(prob, dtype=np.float64)
@@ -81,6 +81,7 @@ def bootstrap(task: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *,
         accuracy = _ratio(w @ (truth == decided).all(1), total, np.nan)
     tp, fp, fn = w @ (truth & decided), w @ (~truth & decided), w @ (truth & ~decided)  # (resamples, classes)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn, 0.0)  # scikit-learn's zero_division=0
+    precision = _ratio(tp, tp + fp, 0.0)
     recall = _ratio(tp, tp + fn, np.nan)
     auc = np.stack([weighted_auc(prob[:, k], truth[:, k], w) for k in range(y.shape[1])], axis=1)
     with warnings.catch_warnings():  # a resample in which no class has both kinds: NaN, said below
@@ -94,6 +95,7 @@ def bootstrap(task: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *,
     return Intervals(
         n_clips=len(y), n_groups=len(np.unique(np.asarray(groups).astype(str))), resamples=resamples,
         summary={"accuracy": interval(accuracy), "macro_f1": interval(f1.mean(1)),
+                 "macro_precision": interval(precision.mean(1)),
                  "roc_auc_macro": interval(auc_macro)},
         per_class={name: [interval(values[:, k]) for k in range(y.shape[1])]
                    for name, values in (("recall", recall), ("f1", f1), ("roc_auc", auc))},
