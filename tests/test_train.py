@@ -510,6 +510,48 @@ def test_split_70_30_keeps_groups_apart_and_reports_segments_and_tracks(recipe_r
     capsys.readouterr()
 
 
+def test_compare_pairs_runs_on_the_same_clips_and_refuses_other_test_sets(recipe_run, tmp_path, capsys):
+    from scipy.stats import binomtest
+
+    ffnn, cnn1d, cnn3, mlp = (recipe_run(n)[1] for n in ("gtzan-ffnn", "gtzan-cnn1d", "gtzan-cnn3", "mtat-mlp"))
+    capsys.readouterr()
+    assert main(["compare", str(ffnn), str(cnn1d), str(ffnn), "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "cnn1d against gtzan-ffnn" in out.replace("gtzan-cnn1d", "cnn1d") and "McNemar" in out
+    result = json.loads((tmp_path / "c" / "compare.json").read_text())
+    a, b = _metrics(ffnn), _metrics(cnn1d)
+    versus_cnn1d, versus_itself = result["runs"]
+    assert result["clips"] == a["n_clips"] and result["groups"] == a["n_groups"]
+    for metric in ("accuracy", "macro_f1", "macro_precision", "roc_auc_macro"):
+        row = versus_cnn1d["metrics"][metric]
+        assert row["baseline"] == pytest.approx(a[metric]) and row["run"] == pytest.approx(b[metric])
+        assert row["low"] <= row["difference"] <= row["high"]
+        same = versus_itself["metrics"][metric]  # the same resample for both: no spread at all
+        assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    clips = [pd.read_parquet(r / "predictions.parquet").query("level == 'clip'").set_index("clip_id")
+             for r in (ffnn, cnn1d)]
+    right = []
+    for frame in clips:
+        frame = frame.loc[clips[0].index]
+        probs = frame[[c for c in frame if c.startswith("prob_")]].to_numpy()
+        names = np.array([c.removeprefix("prob_") for c in frame if c.startswith("prob_")])
+        right.append(names[probs.argmax(1)] == np.array([labels[0] for labels in frame["labels"]]))
+    only_a, only_b = int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum())
+    assert versus_cnn1d["mcnemar"]["baseline_only"] == only_a and versus_cnn1d["mcnemar"]["run_only"] == only_b
+    expected = binomtest(only_b, only_a + only_b).pvalue if only_a + only_b else 1.0
+    assert versus_cnn1d["mcnemar"]["p_value"] == pytest.approx(expected)
+    assert versus_itself["mcnemar"] == {"baseline_only": 0, "run_only": 0, "p_value": 1.0}
+    assert "## cnn1d" not in (tmp_path / "c" / "compare.md").read_text()
+    _assert_png(tmp_path / "c" / "compare.png")
+
+    for other, why in ((cnn3, "different test sets (the manifest's splits vs a --split 70/30 re-split"),
+                       (mlp, "stores built from different manifests")):
+        assert main(["compare", str(ffnn), str(other), "--out", str(tmp_path / "refused")]) == 2
+        err = capsys.readouterr().err
+        assert why in err and len(err.strip().splitlines()) == 1 and str(other) in err
+    assert not (tmp_path / "refused").exists()
+
+
 def test_split_manifest_undoes_a_recipes_re_split(trainer_stores, tmp_path, capsys):
     run = tmp_path / "manifest-split"
     assert _train(capsys, trainer_stores.genres, run, "--recipe", "gtzan-ffnn", "--split", "manifest",

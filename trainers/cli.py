@@ -76,6 +76,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--verify-store", action="store_true", help="re-hash every shard of the store first")
     p.set_defaults(func=_evaluate)
 
+    p = subparsers.add_parser("compare", help="paired comparison of runs on the same test clips",
+                              description="Compare runs with the first (the baseline) on the clips both evaluated, "
+                                          "from their predictions.parquet: the paired difference of each metric "
+                                          "with a 95 %% interval from a group bootstrap, and McNemar's test for "
+                                          "single-label accuracy. Runs evaluated on other clips (another manifest "
+                                          "or split protocol) are refused.")
+    p.add_argument("runs", metavar="RUN", nargs="+", help="run folders (or evaluate outputs such as RUN/eval-test), "
+                                                          "the baseline first")
+    p.add_argument("--out", metavar="DIR", help="folder for compare.md, compare.json and compare.png "
+                                                "(default: the baseline's folder/compare)")
+    p.set_defaults(func=_compare)
+
     p = subparsers.add_parser("predict", help="label audio files with a trained run",
                               description="Decode files with the run's store spec and print the top labels. A file "
                                           "that cannot be used is reported and the others are still labelled "
@@ -241,6 +253,26 @@ def _evaluate(args) -> int:
     for note in evaluation.notes:
         print(f"note: {note}")
     print(f"wrote {out}/metrics.json, report.md and figures")
+    return 0
+
+
+def _compare(args) -> int:
+    require()
+    from pathlib import Path
+
+    from trainers.compare import compare
+
+    out, results = compare(args.runs, args.out or str(Path(args.runs[0]) / "compare"))
+    for result in results:
+        print(f"{result.run} against {Path(args.runs[0]).name} (run minus baseline, 95 % interval):")
+        for metric, r in result.rows.items():
+            print(f"  {metric:16s} {r['baseline']:.4f} -> {r['run']:.4f}  {r['difference']:+.4f} "
+                  f"[{r['low']:+.4f}, {r['high']:+.4f}]")
+        if result.mcnemar is not None:
+            t = result.mcnemar
+            print(f"  McNemar: {t['run_only']} clips right only in the run, {t['baseline_only']} only in the "
+                  f"baseline, p = {t['p_value']:.4g}")
+    print(f"wrote {out}/compare.md, compare.json, compare.png")
     return 0
 
 

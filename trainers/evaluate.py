@@ -18,7 +18,7 @@ from trainers import checkpoint
 from trainers.config import TrainConfig, load_run, trained_on
 from trainers.datasets import StoreDataset
 from trainers.io import atomic_path, write_json
-from trainers.prepare import Data, SplitProtocol, folds, open_data, require, run_splits
+from trainers.prepare import Data, folds, open_data, require, run_splits
 from trainers.published import Comparison, beside
 from trainers.report import write_report
 from trainers.runtime import Acceleration, Inference, infer, make_loader, make_model, resolve_device
@@ -92,16 +92,19 @@ def published_for(data: Data, config: TrainConfig, evaluation: Evaluation, split
                   protocol=data.protocol, spec=data.spec, options=from_config(config))
 
 
-def write_evaluation(out: Path, evaluation: Evaluation, *, meta: dict[str, Any], title: str, protocol: SplitProtocol,
+def write_evaluation(out: Path, evaluation: Evaluation, data: Data, *, meta: dict[str, Any], title: str,
                      published: Comparison | None = None, history: pd.DataFrame | None = None,
                      monitor: str | None = None) -> None:
-    """predictions.parquet, metrics.json (with the split protocol and any published comparison),
-    report.md and its figures in `out`."""
+    """predictions.parquet, metrics.json (with what identifies the clips evaluated: the task, the
+    store's manifest and the split protocol; and any published comparison), report.md and its
+    figures in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     if evaluation.predictions is not None:
         with atomic_path(out / PREDICTIONS) as tmp:
             evaluation.predictions.to_parquet(tmp, index=False)
-    write_json(out / "metrics.json", {**meta, "split_protocol": protocol.to_json(),
+    protocol = data.protocol
+    write_json(out / "metrics.json", {**meta, "task": data.task.name, "manifest_hash": data.store.attrs.manifest_hash,
+                                      "split_protocol": protocol.to_json(),
                                       **({"published": published.to_json()} if published else {}),
                                       **evaluation.to_json()})
     write_report(out, evaluation, title=title, header={**{k: str(v) for k, v in meta.items()},
@@ -145,9 +148,9 @@ def evaluate_run(run: str, *, split: str = "test", store: str | None = None, out
     target = Path(out) if out else Path(run) / f"eval-{split}"
     history_path = Path(run) / "history.csv"
     write_evaluation(
-        target, evaluation, title=f"{config.model} on {split} of {data.url}",
+        target, evaluation, data, title=f"{config.model} on {split} of {data.url}",
         meta={"split": split, "checkpoint": which, "epoch": state["epoch"], "store": data.url, "model": config.model},
-        protocol=data.protocol, published=published_for(data, config, evaluation, split),
+        published=published_for(data, config, evaluation, split),
         history=pd.read_csv(history_path) if history_path.is_file() else None, monitor=resolved["monitor_column"],
     )
     return target, evaluation

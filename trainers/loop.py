@@ -234,8 +234,8 @@ class Fit:
         published = published_for(self.data, self.config, evaluation, "test")
         if published is not None:
             print(f"published: {published.line()} (differences: {self.out / 'report.md'})")
-        write_evaluation(self.out, evaluation, meta=meta, title=title, protocol=self.data.protocol,
-                         published=published, history=pd.DataFrame(self.history), monitor=self.column)
+        write_evaluation(self.out, evaluation, self.data, meta=meta, title=title, published=published,
+                         history=pd.DataFrame(self.history), monitor=self.column)
         return evaluation.summary
 
 

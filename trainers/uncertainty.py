@@ -64,13 +64,13 @@ def _ratio(a: np.ndarray, b: np.ndarray, empty: float) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1), empty)
 
 
-def bootstrap(task: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *, resamples: int = RESAMPLES,
-              seed: int = 0) -> Intervals:
-    """95 % intervals of accuracy, macro-F1, macro precision and macro ROC-AUC, and per class of recall, F1 and
-    ROC-AUC, for predictions `prob` of targets `y` (clips, classes) of the `task` ("multiclass":
-    one label per clip; "multilabel": a decision at 0.5 per label), resampling `groups`."""
+def weighted_metrics(task: str, y: np.ndarray, prob: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Every bootstrapped metric under each row of clip weights `w` (resamples, clips): summary
+    metrics as (resamples,) arrays (`accuracy`, `macro_f1`, `macro_precision`, `roc_auc_macro`),
+    per-class ones as (resamples, classes) (`recall`, `f1`, `roc_auc`). A row of ones gives the
+    plain, unweighted metrics. `task` is "multiclass" (one label per clip) or "multilabel" (a
+    decision at 0.5 per label)."""
     y, prob = np.asarray(y) > 0, np.asarray(prob, dtype=np.float64)
-    w = group_weights(groups, resamples, seed)
     total = w.sum(1)
     if task == "multiclass":
         truth = np.eye(y.shape[1], dtype=bool)[y.argmax(1)]
@@ -82,21 +82,31 @@ def bootstrap(task: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *,
     tp, fp, fn = w @ (truth & decided), w @ (~truth & decided), w @ (truth & ~decided)  # (resamples, classes)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn, 0.0)  # scikit-learn's zero_division=0
     precision = _ratio(tp, tp + fp, 0.0)
-    recall = _ratio(tp, tp + fn, np.nan)
     auc = np.stack([weighted_auc(prob[:, k], truth[:, k], w) for k in range(y.shape[1])], axis=1)
-    with warnings.catch_warnings():  # a resample in which no class has both kinds: NaN, said below
+    with warnings.catch_warnings():  # a resample in which no class has both kinds: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         auc_macro = np.nanmean(auc, axis=1)
+    return {"accuracy": accuracy, "macro_f1": f1.mean(1), "macro_precision": precision.mean(1),
+            "roc_auc_macro": auc_macro, "recall": _ratio(tp, tp + fn, np.nan), "f1": f1, "roc_auc": auc}
 
-    def interval(values: np.ndarray) -> tuple[float, float]:
-        values = values[np.isfinite(values)]
-        return tuple(float(v) for v in np.percentile(values, PERCENTILES)) if len(values) else (np.nan, np.nan)
 
+SUMMARY = ("accuracy", "macro_f1", "macro_precision", "roc_auc_macro")
+PER_CLASS = ("recall", "f1", "roc_auc")
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95 % percentile interval of the finite values; NaN where there are none."""
+    values = values[np.isfinite(values)]
+    return tuple(float(v) for v in np.percentile(values, PERCENTILES)) if len(values) else (np.nan, np.nan)
+
+
+def bootstrap(task: str, y: np.ndarray, prob: np.ndarray, groups: np.ndarray, *, resamples: int = RESAMPLES,
+              seed: int = 0) -> Intervals:
+    """95 % intervals of the `weighted_metrics` of predictions `prob` of targets `y` (clips,
+    classes), resampling `groups`."""
+    metrics = weighted_metrics(task, y, prob, group_weights(groups, resamples, seed))
     return Intervals(
         n_clips=len(y), n_groups=len(np.unique(np.asarray(groups).astype(str))), resamples=resamples,
-        summary={"accuracy": interval(accuracy), "macro_f1": interval(f1.mean(1)),
-                 "macro_precision": interval(precision.mean(1)),
-                 "roc_auc_macro": interval(auc_macro)},
-        per_class={name: [interval(values[:, k]) for k in range(y.shape[1])]
-                   for name, values in (("recall", recall), ("f1", f1), ("roc_auc", auc))},
+        summary={name: interval(metrics[name]) for name in SUMMARY},
+        per_class={name: [interval(metrics[name][:, k]) for k in range(np.shape(y)[1])] for name in PER_CLASS},
     )
