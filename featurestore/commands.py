@@ -55,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     base.add_argument("--preset", metavar="NAME", choices=list(PRESETS),
                       help="settings to start from (default: those of the store at --out when there is one, else "
                            f"{DEFAULT}): " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
-                           + " (`featurestore presets NAME` prints one)")
+                           + " (`featurestore presets` lists every setting of each; `featurestore presets NAME` "
+                             "prints one as a TOML spec)")
     base.add_argument("--spec", metavar="FILE", help="settings to start from: a TOML spec (decoding, codec, named "
                                                      "arrays with their own settings), as `featurestore info STORE "
                                                      "--spec` or `featurestore presets NAME` print one")
@@ -323,8 +324,20 @@ def run_presets(args: argparse.Namespace) -> int:
         print(preset(args.name).to_toml(), end="")
         return 0
     for p in PRESETS.values():
-        print(f"{p.name:12s} {p.description}")
+        print(f"{p.name}: {p.description}")
+        for line in settings_lines(p.spec):
+            print(f"    {line}")
     return 0
+
+
+def settings_lines(spec) -> list[str]:
+    """Every setting of a spec, one line for its decoding and one per array."""
+    def shown(values: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in values.items())
+
+    document = spec.to_dict()
+    return [f"decoding: {shown(document['decoding'])}; codec {document['codec']}",
+            *(f"{name}: {shown(array)}" for name, array in document["arrays"].items())]
 
 
 def run_export(args: argparse.Namespace) -> int:

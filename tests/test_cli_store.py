@@ -12,6 +12,7 @@ import pytest
 pytest.register_assert_rewrite("helpers_store")
 
 from featurestore.cli import main
+from featurestore.progress import EVERY_ENV
 from featurestore.store import OK, open_store
 from featurestore.store.inspect import footprint
 from helpers_store import SPEC, assert_same_arrays, read_arrays
@@ -19,12 +20,17 @@ from helpers_store import SPEC, assert_same_arrays, read_arrays
 pytest_plugins = ["helpers_store"]
 
 
-def test_build_with_one_local_worker_equals_the_two_worker_external_build(built_store, store_corpus, tmp_path, capsys):
+def test_build_with_one_local_worker_equals_the_two_worker_external_build(built_store, store_corpus, tmp_path, capsys,
+                                                                           monkeypatch):
     out = tmp_path / "cli.zarr"
+    monkeypatch.setenv(EVERY_ENV, "0.05")  # stderr is not a terminal here: progress lines, as in a cluster job's log
     code = main(["build", str(store_corpus.manifest), "--audio-root", str(store_corpus.audio), "--out", str(out),
-                 "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--quiet", "--profile"])
-    printed = capsys.readouterr().out
+                 "--duration", "1", "--crop-samples", "4096", "--workers", "1", "--profile"])
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0
+    assert re.search(r"^build: \d+/\d+ shards \(\d+ %\), .*\(\d+:\d\d elapsed\)$", captured.err, re.M), captured.err
+    assert "\r" not in captured.err
     assert f"spec {SPEC.hash()}:" in printed  # the resolved spec: preset mtat-seed plus the overrides
     assert '"n_mels": 80' in printed and '"duration": 1.0' in printed
     assert "ok 24, failed 5, pending 0" in printed and "first failures:" in printed and "empty file" in printed

@@ -115,7 +115,16 @@ def test_the_flat_spec_of_format_3_reads_as_named_arrays():
 def test_presets_print_as_specs_that_build_the_same_store(capsys, tmp_path):
     assert main(["presets"]) == 0
     listed = capsys.readouterr().out
-    assert all(name in listed for name in PRESETS)
+    for name, p in PRESETS.items():  # every setting listed, and the one-line descriptions true to the spec
+        section = listed[listed.index(f"{name}: "):]
+        document = p.spec.to_dict()
+        assert f"decoding: sample_rate {p.spec.decoding.sample_rate}, duration {p.spec.decoding.duration}" in section
+        said = {"logmel": ("hop {hop}", "{n_mels}-band"), "mfcc": ("{n_mfcc} MFCCs",),
+                "handcrafted": ("{segment_seconds:g}-s segment",)}
+        for array, settings in document["arrays"].items():
+            assert f"{array}: " + ", ".join(f"{k} {v}" for k, v in settings.items()) in section
+            for words in said.get(settings["kind"], ()):
+                assert words.format(**settings) in p.description, (name, array, words)
     for name in PRESETS:
         assert main(["presets", name]) == 0
         (tmp_path / f"{name}.toml").write_text(capsys.readouterr().out)

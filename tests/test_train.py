@@ -77,7 +77,8 @@ def _check_run(run: Path, store: str, epochs: int) -> dict:
     history = pd.read_csv(run / "history.csv")
     assert len(history) == epochs and np.isfinite(history[["train_loss", "val_loss"]]).all().all()
     figure = "confusion.png" if "confusion" in metrics else "cooccurrence.png"
-    for name in ("config.json", "best.pt", "last.pt", "report.md", "curves.png", figure, "per_class.png"):
+    for name in ("config.json", "best.pt", "last.pt", "report.md", "curves.png", figure, "per_class.png",
+                 "roc_pr.png"):
         assert (run / name).is_file(), name
     for png in run.glob("*.png"):
         _assert_png(png)
@@ -550,6 +551,34 @@ def test_compare_pairs_runs_on_the_same_clips_and_refuses_other_test_sets(recipe
         err = capsys.readouterr().err
         assert why in err and len(err.strip().splitlines()) == 1 and str(other) in err
     assert not (tmp_path / "refused").exists()
+
+
+def test_cnn4_on_whole_long_clips_gets_the_size_warning_before_training(dask_cluster, tmp_path, capsys):
+    """A store of 10-s clips with GTZAN's 128 bands and about its frames per clip (1,251): cnn4 on
+    whole clips is 6x the model its recipe was designed for, and training says so in one line."""
+    import featurestore
+    import manifests
+    from featurestore.presets import preset
+    from featurestore.synth import CorpusConfig, generate_corpus
+
+    corpus = generate_corpus(CorpusConfig(root=tmp_path / "corpus", clips_per_style=5, seconds=10.0,
+                                          styles=("ambient", "rock"), n_broken=0, formats=("WAV",)))
+    manifests.save(manifests.adapters.folder(corpus.root / "genres", split="60/20/20", seed=0), tmp_path / "m.parquet")
+    spec = preset("gtzan").select(["logmel"]).replace(sample_rate=8000, duration=10.0, n_fft=256, hop=64)
+    featurestore.build(tmp_path / "m.parquet", audio_root=corpus.root / "genres", out=tmp_path / "long.zarr",
+                       spec=spec, scheduler=dask_cluster.scheduler_address, progress=False)
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "long.zarr"), "--out", str(tmp_path / "run"), *FAST, "--model", "cnn4",
+                 "--epochs", "1", "--batch-size", "2"]) == 0
+    whole = capsys.readouterr().out
+    assert main(["train", str(tmp_path / "long.zarr"), "--out", str(tmp_path / "cropped"), *FAST, "--model", "cnn4",
+                 "--epochs", "1", "--crop-frames", "313"]) == 0
+    warning = [line for line in whole.splitlines() if line.startswith("warning: cnn4")]
+    parameters = load_run(tmp_path / "run")["resolved"]["parameters"]
+    assert len(warning) == 1 and f"cnn4 on logmel (1,128,1251) has {parameters:,} parameters" in warning[0]
+    assert warning[0].endswith("--crop-frames 313") and parameters > 3 * load_run(tmp_path / "cropped")[
+        "resolved"]["parameters"]
+    assert "warning: cnn4" not in capsys.readouterr().out  # the fix silences it
 
 
 def test_split_manifest_undoes_a_recipes_re_split(trainer_stores, tmp_path, capsys):

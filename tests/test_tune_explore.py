@@ -116,6 +116,9 @@ def test_explore_draws_tsne_and_scores_kmeans_like_scikit_learn(trainer_stores, 
     assert -1 <= summary["silhouette_labels"] <= 1 and summary["adjusted_rand_index"] > 0.1  # genres do cluster
     points = pd.read_csv(out / "points.csv")
     assert len(points) == len(x) and set(points["label"]) == set(store.labels)
+    manifest = store.manifest.set_index("clip_id")  # every point knows its group and split, as tsne.png colours them
+    assert (points["group"].astype(str) == manifest.loc[points["clip_id"], "group"].astype(str).to_numpy()).all()
+    assert (points["split"] == manifest.loc[points["clip_id"], "split"].to_numpy()).all()
     assert "| silhouette_kmeans |" in (out / "explore.md").read_text()
     _png(out / "tsne.png")
     # spectrograms: one point per clip (each band's mean and spread); waveforms are refused

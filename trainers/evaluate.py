@@ -37,7 +37,7 @@ def evaluate_model(model, pipeline, data: Data, indices: np.ndarray, config: Tra
                          workers=config.workers(), device=device)
     segments = config.input.explode_segments(data.spec)
     result = infer(model, pipeline, loader, data.task, device, AveragedLoss(data.task), precision=fast.precision,
-                   per_view=segments, channels_last=fast.channels_last)
+                   per_view=segments, channels_last=fast.channels_last, label=f"evaluating {split}")
     evaluation = data.task.evaluate(result.y, result.prob)
     evaluation.summary["loss"] = result.loss
     evaluation.predictions = predictions_table(data, result, split)
@@ -109,7 +109,7 @@ def write_evaluation(out: Path, evaluation: Evaluation, data: Data, *, meta: dic
                                       **evaluation.to_json()})
     write_report(out, evaluation, title=title, header={**{k: str(v) for k, v in meta.items()},
                                                        "splits": protocol.statement()},
-                 published=published, history=history, monitor=monitor)
+                 published=published, history=history, monitor=monitor, best_epoch=meta.get("epoch"))
 
 
 def split_for_run(data: Data, resolved: dict[str, Any], split: str, seed: int) -> np.ndarray:

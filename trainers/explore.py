@@ -125,8 +125,11 @@ def explore(config: ExploreConfig) -> dict[str, Any]:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    groups = manifest["group"].astype(str).to_numpy()[owner]
+    splits = manifest["split"].astype(str).to_numpy()[owner]
     points = pd.DataFrame({"clip_id": manifest["clip_id"].to_numpy()[owner[drawn]], "segment": segment[drawn],
-                           "label": labels[drawn], "cluster": clusters[drawn], "tsne_x": xy[:, 0], "tsne_y": xy[:, 1]})
+                           "label": labels[drawn], "group": groups[drawn], "split": splits[drawn],
+                           "cluster": clusters[drawn], "tsne_x": xy[:, 0], "tsne_y": xy[:, 1]})
     with atomic_path(out / "points.csv") as tmp:
         points.to_csv(tmp, index=False)
     summary = {"store": config.store, "feature": name, "split": config.split, "clips": int(len(clips)),
@@ -135,7 +138,7 @@ def explore(config: ExploreConfig) -> dict[str, Any]:
                "labels": "first label of each clip" if multilabel else "the clip's label",
                "settings": asdict(config)}
     write_json(out / "explore.json", summary)
-    _plot(xy, labels[drawn], clusters[drawn], classes, out / "tsne.png", name, scores)
+    _plot(xy, labels[drawn], clusters[drawn], groups[drawn], splits[drawn], classes, out / "tsne.png", name, scores)
     write_text(out / "explore.md", "\n".join([
         f"# {name} features of {config.store}", "",
         f"{len(x)} points ({summary['point']}) of {len(clips)} clips, split {config.split}; standardised; "
@@ -148,18 +151,37 @@ def explore(config: ExploreConfig) -> dict[str, Any]:
     return summary
 
 
-def _plot(xy, labels, clusters, classes, path: Path, name: str, scores: dict[str, float]) -> None:
+def _scatter(ax, xy: np.ndarray, values: np.ndarray, palette: str, title: str, legend_title: str,
+             names: dict | None = None, max_legend: int = 20, order: tuple = ()) -> None:
+    """One colour per distinct value from a qualitative `palette`; a legend beside the points when
+    there are few enough values to tell apart (more than the palette has: colours repeat, as said)."""
+    from matplotlib import colormaps
+
+    colours = colormaps[palette]
+    distinct = sorted(set(values.tolist()), key=lambda v: (order.index(v) if v in order else len(order), v))
+    for i, value in enumerate(distinct):
+        mine = values == value
+        ax.scatter(xy[mine, 0], xy[mine, 1], s=6, color=colours(i % colours.N),
+                   label=(names or {}).get(value, str(value)))
+    repeats = len(distinct) > colours.N
+    ax.set(title=title + (f" ({len(distinct)} values; colours repeat)" if repeats else ""), xticks=[], yticks=[])
+    if len(distinct) <= max_legend:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8, markerscale=2,
+                  title=legend_title, title_fontsize=8)
+
+
+def _plot(xy, labels, clusters, groups, splits, classes, path: Path, name: str, scores: dict[str, float]) -> None:
+    """t-SNE coloured by label, by K-means cluster (another palette: clusters are not labels), by
+    split and by group (points of one song clumping together show what a split by clip would leak)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 5.5), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    for i, label in enumerate(classes):
-        mine = labels == label
-        left.scatter(xy[mine, 0], xy[mine, 1], s=6, color=f"C{i % 10}", label=str(label))
-    left.set(title=f"t-SNE of {name}, coloured by label", xticks=[], yticks=[])
-    left.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8, markerscale=2)
-    right.scatter(xy[:, 0], xy[:, 1], s=6, c=clusters, cmap="tab10")
-    right.set(title=f"K-means clusters (K = {len(classes)}), silhouette {scores['silhouette_kmeans']:.3f}",
-              xticks=[], yticks=[])
+    fig = Figure(figsize=(13, 11), layout="constrained")
+    (by_label, by_cluster), (by_split, by_group) = fig.subplots(2, 2)
+    _scatter(by_label, xy, labels, "tab10" if len(classes) <= 10 else "tab20", f"t-SNE of {name}, by label", "label")
+    _scatter(by_cluster, xy, clusters, "Dark2" if len(classes) <= 8 else "tab20b",
+             f"K-means clusters (K = {len(classes)}), silhouette {scores['silhouette_kmeans']:.3f}", "cluster",
+             names={c: f"cluster {c}" for c in range(len(classes))})
+    _scatter(by_split, xy, splits, "Set1", "by split", "split", order=("train", "valid", "test"))
+    _scatter(by_group, xy, groups, "tab20", "by group (song, artist)", "group")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from featurestore import __version__
 from featurestore.errors import UserError
+from featurestore.progress import Progress
 from trainers import checkpoint
 from trainers.config import RESUMABLE_CHANGES, TrainConfig, load_run
 from trainers.crossval import cross_validate
@@ -136,24 +135,24 @@ class Fit:
     def _train_epoch(self, epoch: int, loader) -> EpochTimes:
         self.model.train()
         total, seen, waited, start = torch.zeros((), device=self.device), 0, 0.0, time.perf_counter()
-        bar = tqdm(loader, total=math.ceil(len(self.train_set) / self.config.batch_size), unit="batch",
-                   desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
-                   disable=None if self.progress is None else not self.progress,
-                   file=sys.stderr)
-        batches = iter(bar)
-        for step in itertools.count():
-            asked = time.perf_counter()
-            batch = next(batches, None)
-            waited += time.perf_counter() - asked
-            if batch is None:
-                break
-            n = len(batch["y"])
-            if n < 2:  # batch norm cannot train on a single sample; happens only to a reader's last batch
-                continue
-            total += self.step(batch) * n
-            seen += n
-            if step % 10 == 0 and not bar.disable:  # .item() waits for the device: only for a visible bar
-                bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+        batches = iter(loader)
+        with Progress(math.ceil(len(self.train_set) / self.config.batch_size), label=f"epoch {epoch}/"
+                      f"{self.config.epochs} training", unit="batches", bar=self.progress) as progress:
+            for _ in itertools.count():
+                asked = time.perf_counter()
+                batch = next(batches, None)
+                waited += time.perf_counter() - asked
+                if batch is None:
+                    break
+                n = len(batch["y"])
+                if n < 2:  # batch norm cannot train on a single sample; happens only to a reader's last batch
+                    progress.update()
+                    continue
+                total += self.step(batch) * n
+                seen += n
+                # .item() waits for the device: only for a drawn bar, every 10 batches
+                progress.update(**({"loss": f"{total.item() / seen:.4f}"} if progress.bar and
+                                   progress.done % 10 == 0 else {}))
         return EpochTimes(total.item() / max(seen, 1), seen, time.perf_counter() - start, waited)
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -183,7 +182,8 @@ class Fit:
             train_loss, seen, seconds, waited = self._train_epoch(epoch, train_loader)
             y, prob, _, val_loss, *_ = infer(self.model, self.pipeline, valid_loader, self.data.task, self.device,
                                              self.valid_loss, precision=self.fast.precision,
-                                             channels_last=self.fast.channels_last)
+                                             channels_last=self.fast.channels_last,
+                                             label=f"epoch {epoch}/{c.epochs} validation", bar=self.progress)
             evaluation = self.data.task.evaluate(y, prob)
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    **{f"val_{k}": v for k, v in evaluation.summary.items() if k != "n_clips"},
@@ -210,7 +210,7 @@ class Fit:
                 parts[-1] += "  *"
             parts += [f"lr {row['lr']:.2g}", f"{row['samples_per_s']:.0f} samples/s",
                       f"{row['data_wait']:.0%} waiting for data"]
-            tqdm.write("  ".join(parts), file=sys.stdout)
+            print("  ".join(parts), flush=True)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, value)
         if c.patience is not None and self.state["bad_epochs"] >= c.patience and self.state["epoch"] < c.epochs:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from featurestore.errors import UserError
+from featurestore.progress import Progress
 from featurestore.spec import FeatureSpec
 from trainers import checkpoint
 from trainers.config import load_run
@@ -70,31 +71,36 @@ def predict_files(run: str, items: list[str], *, top: int = 5,
     windows = Windows(spec, config.input)
     segments = next((f for f in config.input.features(spec) if f.layout == "segments"), None)
 
-    for f, error in audio_inputs(items):
-        if error is None:
-            try:
-                decoded = decode(f, spec.decoding)
-                features = extractor(decoded.samples)
-            except AudioError as exc:
-                error = exc.reason
-        if error is not None:
-            yield {"file": f, "error": error, "top": [], "probabilities": {}}
-            continue
-        stored = {name: features[name].astype(spec.feature(name).dtype)
-                  for name in config.input.arrays}  # what the store holds for this clip
-        batch = windows({name: [values] for name, values in stored.items()}, train=False)
-        if segments is not None:
-            batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), segments))
-        with torch.no_grad():
-            x, weights = pipeline(batch, train=False)
-            prob = average_views(task.probabilities(model(x)), weights)[0].numpy()
-        order = np.argsort(-prob, kind="stable")[:top]
-        yield {
-            "file": f,
-            "error": None,
-            "top": [{"label": labels[i], "probability": float(prob[i])} for i in order],
-            "probabilities": {label: float(p) for label, p in zip(labels, prob)},
-        }
+    inputs = audio_inputs(items)
+    # lines, not a bar: the command prints a line per file, and a silent --json run still reports
+    with Progress(len(inputs), label="predict", unit="files", bar=False) as progress:
+        for f, error in inputs:
+            if error is None:
+                try:
+                    decoded = decode(f, spec.decoding)
+                    features = extractor(decoded.samples)
+                except AudioError as exc:
+                    error = exc.reason
+            if error is not None:
+                progress.update()
+                yield {"file": f, "error": error, "top": [], "probabilities": {}}
+                continue
+            stored = {name: features[name].astype(spec.feature(name).dtype)
+                      for name in config.input.arrays}  # what the store holds for this clip
+            batch = windows({name: [values] for name, values in stored.items()}, train=False)
+            if segments is not None:
+                batch["valid"] = torch.from_numpy(valid_segments(np.array([decoded.length]), segments))
+            with torch.no_grad():
+                x, weights = pipeline(batch, train=False)
+                prob = average_views(task.probabilities(model(x)), weights)[0].numpy()
+            order = np.argsort(-prob, kind="stable")[:top]
+            progress.update()
+            yield {
+                "file": f,
+                "error": None,
+                "top": [{"label": labels[i], "probability": float(prob[i])} for i in order],
+                "probabilities": {label: float(p) for label, p in zip(labels, prob)},
+            }
 
 
 def predictions_table(results: list[dict[str, Any]]) -> Any:

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from featurestore.errors import UserError
+from featurestore.progress import Progress
 from featurestore.spec import FeatureSpec
 from trainers.augment import AugmentConfig
 from trainers.datasets import StoreDataset, StreamingStoreDataset
@@ -143,6 +144,7 @@ class Loader:
                   # its own generator: starting or resetting workers must not draw from torch's global
                   # one, which crops, augmentation and dropout use (a resumed run would diverge)
                   "generator": torch.Generator().manual_seed(0)}
+        self.batches = math.ceil(len(dataset) / batch_size)
         if isinstance(dataset, StreamingStoreDataset):
             self.loader = DataLoader(dataset.batches(batch_size), **common)
         else:
@@ -151,6 +153,9 @@ class Loader:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return iter(self.loader)
+
+    def __len__(self) -> int:
+        return self.batches
 
 
 def make_loader(dataset: StreamingStoreDataset | StoreDataset, *, batch_size: int, workers: int,
@@ -182,7 +187,7 @@ class Inference(NamedTuple):
 @torch.no_grad()
 def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.device,
           loss_fn: AveragedLoss | None = None, precision: str = "fp32", per_view: bool = False,
-          channels_last: bool = False) -> Inference:
+          channels_last: bool = False, label: str = "evaluating", bar: bool | None = None) -> Inference:
     """Per-clip probabilities averaged over each clip's views, and the loss of those averages.
 
     Results stay on the device until the split is done (one copy to the host at the end), and
@@ -191,8 +196,10 @@ def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.devi
     ys, probs, index, views_y, views_p, views_i, views_n = [], [], [], [], [], [], []
     loss_sum, loss_weight = torch.zeros((), device=device), torch.zeros((), device=device)
     tuning, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+    progress = Progress(len(loader), label=label, unit="batches", bar=bar)
     try:
         for batch in loader:
+            progress.update()
             batch = to_device(batch, device)
             x, w = pipeline(batch, train=False)
             with autocast(device, precision):
@@ -211,6 +218,7 @@ def infer(model, pipeline: InputPipeline, loader, task: Task, device: torch.devi
             ys.append(batch["y"])
             index.append(batch["index"])
     finally:
+        progress.close()
         torch.backends.cudnn.benchmark = tuning
     host = lambda parts: torch.cat(parts).cpu().numpy()  # noqa: E731
     loss = (loss_sum / loss_weight).item() if loss_fn is not None and loss_weight > 0 else math.nan
