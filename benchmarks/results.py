@@ -14,7 +14,7 @@ from pathlib import Path
 
 from featurestore.locations import write_bytes
 
-ORDER = ("footprint", "build", "loader", "scaling", "recovery", "growth", "gpu")
+ORDER = ("footprint", "build", "cold", "loader", "scaling", "recovery", "growth", "gpu")
 
 
 @dataclass

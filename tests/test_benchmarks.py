@@ -16,6 +16,7 @@ EXPECTED = {  # benchmark -> (section title, words each expected table caption c
     "build": ("Build throughput", ["MTAT-like clips", "FMA-like clips", "GTZAN-like clips",
                                    "where the 2-worker build's time goes", "lossless codecs", "MP3 decoders",
                                    "GTZAN handcrafted"], []),
+    "cold": ("Cold builds from the command line", ["cold builds", "fixed cost and cost per added clip"], []),
     "loader": ("Loader throughput", ["Samples/s"], []),
     "scaling": ("Scaling", ["Start-up", "Build time against clip count", "Warm clusters", "Projected wall time"],
                 ["scaling.png"]),

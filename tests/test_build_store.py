@@ -71,7 +71,7 @@ def test_the_report_says_where_each_tasks_time_went(built_store):
         if task["decoded"] > task["clips"] // 2:
             assert {"open and peek", "decode", "STFT", "mel filterbank", "compress and write",
                     "content hash"} <= set(task["stages"])
-    assert set(profile.phases) == {"manifest", "store state", "libraries", "plan", "cluster start-up", "store set-up", "tasks",
+    assert set(profile.phases) == {"manifest", "store state", "plan", "cluster start-up", "store set-up", "tasks",
                                    "cluster shut-down", "finish"}
     assert sum(profile.phases.values()) <= report.elapsed
 

@@ -119,6 +119,6 @@ def test_listeners_hear_the_build_step_by_step(corpus, tmp_path):
     assert kinds == [StoreCreated, *[Committing, Committed] * shards, StatisticsWritten]
     assert sorted(e.shard for e in heard if isinstance(e, Committed)) == list(range(shards))
     phases = [e.name for e in heard if isinstance(e, PhaseFinished)]
-    assert phases == ["manifest", "store state", "libraries", "plan", "cluster start-up", "store set-up", "tasks",
+    assert phases == ["manifest", "store state", "plan", "cluster start-up", "store set-up", "tasks",
                       "cluster shut-down", "finish"]
     assert set(report.profile.phases) == set(phases)

@@ -68,7 +68,7 @@ def build(
     """
     import manifests
 
-    from featurestore.builder.cluster import check_scheduler_address
+    from featurestore.builder.cluster import check_scheduler_address, prepare_local_workers
     from featurestore.builder.lock import writer_lock
     from featurestore.locations import location
 
@@ -81,6 +81,8 @@ def build(
         check_scheduler_address(scheduler)
     if scheduler_timeout is not None and not scheduler_timeout > 0:
         raise UserError(f"--scheduler-timeout must be positive seconds (got {scheduler_timeout})")
+    if scheduler is None:  # local workers import their libraries while this process plans
+        prepare_local_workers(worker_env)
     table = manifests.load(manifest)
     if len(table.table) == 0:
         raise UserError(f"{manifest}: the manifest has no rows: nothing to build")
@@ -145,9 +147,6 @@ class _Run:
         self.clock.lap("store state")
         requested = o.spec(state.spec if state else None) if callable(o.spec) else o.spec
         spec = requested or (state.spec if state else preset(DEFAULT))
-        libraries = _libraries(spec)
-        environment.require(libraries)
-        self.clock.lap("libraries")
         self.plan = todo = plan(self.url, state, spec, self.manifest, self.audio_root, o.shard_clips)
         self.records = dict(todo.state.records) if todo.state else {}
         valid = dict(todo.valid)  # each shard's committed parts, kept up to date for the finish
@@ -162,7 +161,7 @@ class _Run:
         cluster = dask_client(o.workers, o.scheduler, o.worker_env, o.progress) if todo.jobs else contextlib.nullcontext()
         with cluster as client:
             if client is not None:  # before the store is touched
-                check_workers(client, libraries)
+                check_workers(client, _libraries(spec), local=o.scheduler is None)
                 check_worker_audio(client, self.audio_root, sample)
             self.clock.lap("cluster start-up")
             attrs = apply.apply(self.url, todo, self.manifest, self.audio_root, self.records, valid, self.events)

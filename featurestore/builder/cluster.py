@@ -2,7 +2,8 @@
 and logs, and the check that every worker can compute features before the store is touched.
 
 Parallelism comes from worker processes with one thread each; the numeric libraries run one
-thread per process (`WORKER_ENV`). Local workers start with `BUILD_WORKER_ENV`; an existing
+thread per process (`WORKER_ENV`). Local workers start with `BUILD_WORKER_ENV`, forked from a
+forkserver that imported their libraries once (`_start_method`); an existing
 cluster (`--scheduler`) keeps the environment its operator gave it.
 """
 
@@ -58,19 +59,81 @@ def _spawning(worker_env: Mapping[str, str | None] | None) -> Iterator[None]:
     Dask's Nanny copies the pre-spawn environment into this process's os.environ, never restores
     it, and prefers os.environ over its config: left alone, every later cluster in this process
     would inherit the first one's settings. Those variables are cleared while workers spawn (so
-    they neither inherit nor override), and os.environ is restored afterwards."""
+    they neither inherit nor override), and restored afterwards. Workers start forked from a
+    preloaded forkserver where that gives them the same environment (`_start_method`)."""
     import dask
 
-    env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **BUILD_WORKER_ENV, **(worker_env or {})}
-    saved = dict(os.environ)
+    env = _spawn_env(worker_env)
+    saved = {name: os.environ.get(name) for name in env}
     try:
         for name in env:
             os.environ.pop(name, None)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                              "distributed.worker.multiprocessing-method": _start_method(env)}):
             yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _spawn_env(worker_env: Mapping[str, str | None] | None) -> dict[str, str | None]:
+    """The variables set for local workers: Dask's, `BUILD_WORKER_ENV`, `worker_env` (None unsets)."""
+    import dask
+
+    return {**dask.config.get("distributed.nanny.pre-spawn-environ"), **BUILD_WORKER_ENV, **(worker_env or {})}
+
+
+def prepare_local_workers(worker_env: Mapping[str, str | None] | None = None) -> None:
+    """Launch the forkserver local workers will be forked from, now: it imports their libraries
+    (seconds) while the build reads its manifest, takes the lock and plans, and costs nothing
+    more if the build turns out to need no workers (it ends with this program)."""
+    _start_method(_spawn_env(worker_env))
+
+
+_forkserver_environ: dict[str, str] | None = None  # what this process's forkserver was launched with
+PRELOAD = "featurestore.builder.preload"
+
+
+def _worker_environ(env: Mapping[str, str | None]) -> dict[str, str]:
+    """The environment a spawned worker would get: this process's, with `env` set over it (None
+    unsets), and the hash seed Dask's Nanny gives workers when none is set."""
+    environ = {k: v for k, v in os.environ.items() if k not in env}
+    environ.update({k: str(v) for k, v in env.items() if v is not None})
+    environ.setdefault("PYTHONHASHSEED", "6640")
+    return environ
+
+
+def _start_method(env: Mapping[str, str | None]) -> str:
+    """How local workers start: forked from a forkserver that has imported the libraries once
+    (`builder.preload`), or spawned, each importing them itself (seconds of CPU per worker).
+
+    A forked worker has the environment its forkserver was launched with, not the one current
+    at the fork: variables such as MALLOC_MMAP_THRESHOLD_ and OMP_NUM_THREADS act only when a
+    process starts. So the forkserver (one per process) is launched with the environment a
+    spawned worker would get, and used only while that environment is unchanged; any other
+    (another `worker_env`, a variable set since) spawns its workers, exactly as before."""
+    global _forkserver_environ
+    from multiprocessing import forkserver
+
+    wanted = _worker_environ(env)
+    if _forkserver_environ is None and getattr(forkserver._forkserver, "_forkserver_pid", 0) is None:
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(wanted)
+            os.environ["FEATURESTORE_FORKSERVER"] = "1"  # `builder.preload` takes it out again
+            forkserver.set_forkserver_preload([PRELOAD])
+            forkserver.ensure_running()
+            _forkserver_environ = wanted
+        except Exception:  # noqa: BLE001 - no forkserver here: spawn, as before
+            return "spawn"
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    return "forkserver" if _forkserver_environ == wanted else "spawn"
 
 
 def add_local_workers(client: Any, worker_env: Mapping[str, str | None] | None, n: int) -> None:
@@ -108,9 +171,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
         yield client
 
 
-def check_workers(client: Any, libraries: tuple[str, ...] = environment.FEATURE_LIBRARIES) -> None:
+def check_workers(client: Any, libraries: tuple[str, ...] = environment.FEATURE_LIBRARIES, local: bool = False) -> None:
     """Stop with one line when a worker cannot import or run the feature libraries, instead of
-    one identical failure per shard."""
+    one identical failure per shard. The driver itself never imports them: its workers are the
+    ones that compute. `local`: the workers run this machine's install, so the line names no
+    worker."""
     try:
         found = {w: p for w, p in client.run(environment.problem, libraries).items() if p}
     except Exception as exc:  # noqa: BLE001 - e.g. featurestore itself missing on the workers
@@ -118,6 +183,8 @@ def check_workers(client: Any, libraries: tuple[str, ...] = environment.FEATURE_
                         f"{environment.FIX}") from None
     if found:
         worker, problem = sorted(found.items())[0]
+        if local:
+            raise UserError(problem)
         others = f" (and {len(found) - 1} other worker(s))" if len(found) > 1 else ""
         raise UserError(f"Dask worker {worker}{others}: {problem}")
 
