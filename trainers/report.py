@@ -48,7 +48,7 @@ def plot_curves(history: pd.DataFrame, path: Path, monitor: str, best_epoch: int
             ax.axvline(best_epoch, color="black", linestyle=":", label=f"best epoch ({best_epoch})")
         for k, (epoch, value) in enumerate(changes):
             ax.axvline(epoch - 0.5, color="tab:gray", linestyle="--", linewidth=0.8,
-                       label="learning rate lowered" if k == 0 else None)
+                       label="learning rate changed" if k == 0 else None)
             ax.annotate(f"lr {value:.2g}", (epoch - 0.5, 1.0), xycoords=("data", "axes fraction"), rotation=90,
                         va="top", ha="right", fontsize=7, color="tab:gray")
         ax.legend(**OUTSIDE)
