@@ -9,7 +9,6 @@ exactly as the uninterrupted one would have.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -136,9 +135,9 @@ class Fit:
         self.model.train()
         total, seen, waited, start = torch.zeros((), device=self.device), 0, 0.0, time.perf_counter()
         batches = iter(loader)
-        with Progress(math.ceil(len(self.train_set) / self.config.batch_size), label=f"epoch {epoch}/"
-                      f"{self.config.epochs} training", unit="batches", bar=self.progress) as progress:
-            for _ in itertools.count():
+        with Progress(len(loader), label=f"epoch {epoch}/{self.config.epochs} training", unit="batches",
+                      bar=self.progress) as progress:
+            while True:
                 asked = time.perf_counter()
                 batch = next(batches, None)
                 waited += time.perf_counter() - asked
