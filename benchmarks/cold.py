@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 from benchmarks.context import Context
 from benchmarks.corpus import corpus
 from benchmarks.results import Section, Table, Target, fmt
+from benchmarks.timing import Runs, paired_speedup
 
 FIXED_COST = 2.5  # s
 SPEEDUP = {256: 1.0, 1024: 1.5, 4096: 2.0}  # against the fastest peer, MTAT-like
@@ -62,29 +62,28 @@ def run(ctx: Context) -> Section:
     cases = QUICK_CASES if ctx.quick else CASES
     rounds = QUICK_ROUNDS if ctx.quick else ROUNDS
     env_note = os.environ.get("NUMBA_CACHE_DIR", "")
-    walls: dict[tuple[str, int], dict[str, list[float]]] = {}
+    walls: dict[tuple[str, int], dict[str, Runs]] = {}
     for flavour, (preset, sizes) in cases.items():
         for n in sizes:
             clips = corpus(ctx, flavour, n)
             out = str(ctx.scratch(f"cold-{flavour}-{n}"))
             commands = _commands(preset, str(clips.manifest), str(clips.root), out + "/result")
-            times = walls[(flavour, n)] = {name: [] for name in commands}
+            runs = walls[(flavour, n)] = {name: Runs() for name in commands}
             for r in range(rounds):
                 order = list(commands) if r % 2 == 0 else list(reversed(commands))
                 for name in order:
-                    times[name].append(_wall(commands[name], out + "/result"))
-                    ctx.log(f"  {flavour} {n} clips, round {r + 1}/{rounds}, {name}: {times[name][-1]:.2f} s")
+                    runs[name].seconds.append(_wall(commands[name], out + "/result"))
+                    ctx.log(f"  {flavour} {n} clips, round {r + 1}/{rounds}, {name}: {runs[name].seconds[-1]:.2f} s")
             shutil.rmtree(out, ignore_errors=True)
 
     rows, fits, targets = [], {}, []
     for flavour, (preset, sizes) in cases.items():
         for name in (OURS, POOL):
-            fits[(flavour, name)] = _fit(list(sizes), [statistics.median(walls[(flavour, n)][name]) for n in sizes])
+            fits[(flavour, name)] = _fit(list(sizes), [walls[(flavour, n)][name].median for n in sizes])
         for n in sizes:
-            t = walls[(flavour, n)]
-            ratio = statistics.median(p / o for p, o in zip(t[POOL], t[OURS]))
-            rows.append([flavour, f"{n:,}", fmt(statistics.median(t[OURS])), fmt(statistics.median(t[POOL])),
-                         f"{ratio:.2f}x"])
+            runs = walls[(flavour, n)]
+            ratio = paired_speedup(runs, OURS, POOL)
+            rows.append([flavour, f"{n:,}", fmt(runs[OURS].median), fmt(runs[POOL].median), f"{ratio:.2f}x"])
             goal = SPEEDUP.get(n) if flavour == "mtat" else (SPEEDUP_GTZAN[1] if n == SPEEDUP_GTZAN[0] else None)
             if goal is not None and not ctx.quick:
                 targets.append(Target(f"cold build, {n:,} {flavour}-like clips, against the fastest peer measured "

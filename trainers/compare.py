@@ -29,6 +29,7 @@ import pandas as pd
 from featurestore.errors import UserError
 from trainers.evaluate import PREDICTIONS
 from trainers.io import atomic_path, write_json, write_text
+from trainers.prepare import label_matrix
 from trainers.uncertainty import RESAMPLES, SUMMARY, group_weights, interval, weighted_metrics
 
 METRICS = SUMMARY  # accuracy, macro_f1, macro_precision, roc_auc_macro
@@ -64,11 +65,7 @@ class Evaluated:
         return cls(name, folder, meta, clips, labels)
 
     def targets(self, clip_ids: pd.Index) -> np.ndarray:
-        position = {label: k for k, label in enumerate(self.labels)}
-        y = np.zeros((len(clip_ids), len(self.labels)))
-        for row, labels in enumerate(self.clips.loc[clip_ids, "labels"]):
-            y[row, [position[label] for label in labels]] = 1.0
-        return y
+        return label_matrix(self.clips.loc[clip_ids, "labels"], list(self.labels))
 
     def probabilities(self, clip_ids: pd.Index) -> np.ndarray:
         return self.clips.loc[clip_ids, [f"prob_{label}" for label in self.labels]].to_numpy(np.float64)

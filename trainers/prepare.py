@@ -207,9 +207,9 @@ def open_data(url: str, inputs: InputConfig, *, task: str | None = None, allow_p
 
 def run_splits(data: Data, config) -> Data:
     """The clips a run trains, selects and tests on, and the protocol that chose them (`protocol`):
-    the manifest's splits, or with `config.split` ("70/30") every usable clip re-split into train and test, stratified by label and never
-    cutting a group, with `valid_fraction` of the train share (by group) held out for early
-    stopping and checkpoint selection. Seeded by `config.seed`, so `evaluate` finds the same."""
+    the manifest's splits, or with `config.split` ("70/30") every usable clip re-split into train
+    and test, stratified by label and never cutting a group, with `valid_fraction` of the train
+    share (by group) held out for early stopping and checkpoint selection. Seeded by `config.seed`, so `evaluate` finds the same."""
     if not config.split:
         return dataclasses.replace(data, protocol=protocol_of(data.splits, data.groups))
     from manifests.split import stratified_split

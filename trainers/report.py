@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from trainers.io import atomic_path, write_text
+from trainers.prepare import label_matrix
 from trainers.published import METRIC_NAMES, Comparison
 from trainers.tasks import Evaluation
 
@@ -255,7 +256,7 @@ def write_report(out: Path, evaluation: Evaluation, *, title: str, header: dict[
                                          caption))
     if evaluation.predictions is not None:
         clips = evaluation.predictions[evaluation.predictions["level"] == "clip"]
-        y = np.array([[label in row for label in labels] for row in clips["labels"]], dtype=bool)
+        y = label_matrix(clips["labels"], labels)
         figures.append(plot_roc_pr(y, clips[[f"prob_{label}" for label in labels]].to_numpy(), labels,
                                    out / ROC_PR, caption))
     figures.append(plot_per_class(evaluation.per_class, out / PER_CLASS, caption))

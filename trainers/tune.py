@@ -156,11 +156,11 @@ def tune(config: TuneConfig) -> dict[str, Any]:
         study.optimize(objective, callbacks=[MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE,
                                                                                        TrialState.PRUNED)),
                                              write_results])
-    write_results_files(study, out, column, base, config, final=True)
     best = study.best_trial if done((TrialState.COMPLETE,)) else None
+    best_test = None if best is None else best_test_line(best)  # read once, after the search
+    write_results_files(study, out, column, base, config, best_test=best_test)
     return {"trials": done(), "best_value": None if best is None else best.value,
-            "best_trial": None if best is None else best.number, "out": str(out),
-            "best_test": None if best is None else best_test_line(best)}
+            "best_trial": None if best is None else best.number, "out": str(out), "best_test": best_test}
 
 
 def _show(v: Any) -> str:
@@ -180,9 +180,9 @@ def best_test_line(best) -> str:
 
 
 def write_results_files(study, out: Path, column: str, base: dict[str, Any], config: TuneConfig,
-                        final: bool = False) -> None:
-    """trials.csv, tune.md, tune.png and (once a trial completed) best.json; `final`: the search is
-    over, and tune.md also gives the best trial's test result."""
+                        best_test: str | None = None) -> None:
+    """trials.csv, tune.md, tune.png and (once a trial completed) best.json; `best_test`, once the
+    search is over: the best trial's test result, which tune.md then gives."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -216,8 +216,8 @@ def write_results_files(study, out: Path, column: str, base: dict[str, Any], con
                                        "tuned": asdict(config)})
         lines += ["", f"Best: trial {best.number}, {column} {best.value:.4f}; its options are in best.json: "
                       f"`featurestore train STORE --config {out / 'best.json'} --out RUN`.", ""]
-        if final:
-            lines += ["## Test result of the best trial", "", best_test_line(best), ""]
+        if best_test:
+            lines += ["## Test result of the best trial", "", best_test, ""]
     lines += ["![trials](tune.png)", ""]
     write_text(out / "tune.md", "\n".join(lines))
     _plot(trials, out / "tune.png", column, study.direction.name == "MAXIMIZE", config.spec.space, base["folds"])

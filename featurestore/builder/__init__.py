@@ -158,7 +158,8 @@ class _Run:
         if todo.unchanged():
             self.tally = finish.tally(todo, self.manifest, self.records, valid)
             return
-        cluster = dask_client(o.workers, o.scheduler, o.worker_env, o.progress) if todo.jobs else contextlib.nullcontext()
+        cluster = (dask_client(o.workers, o.scheduler, o.worker_env, o.progress) if todo.jobs
+                   else contextlib.nullcontext())
         with cluster as client:
             if client is not None:  # before the store is touched
                 check_workers(client, _libraries(spec), local=o.scheduler is None)
